@@ -1,0 +1,46 @@
+# rackflow: the commands a newcomer needs. See README.md.
+VENV    ?= .venv
+PYTHON  ?= python3
+PY      := $(VENV)/bin/python
+STAMP   := $(VENV)/.installed-stamp
+
+.PHONY: venv system-deps test lint demo demo-stop bench deploy lab clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test,dev]'
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+# Debian packages the tests and benchmarks need (PostgreSQL for the inventory
+# tests, iproute2/iptables for the benchmark's network namespace).
+system-deps:
+	bash scripts/system-deps.sh
+
+test: venv system-deps
+	$(PY) -m pytest -q
+
+lint: venv
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy clients blocks
+
+demo: venv
+	$(PY) -m deployments.demo
+
+demo-stop: venv
+	$(PY) -m deployments.demo --stop
+
+bench: venv system-deps
+	$(PY) benchmarks/discovery.py
+
+deploy: venv
+	$(PY) -m deployments.bootstrap
+
+lab: venv
+	$(VENV)/bin/rackflow lab up
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache

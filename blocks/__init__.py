@@ -1,0 +1,6 @@
+"""rackflow's Prefect blocks (registered through the ``prefect.collections`` entry point)."""
+
+from blocks.inventory import InventoryStore
+from blocks.redfish import RedfishCredentials
+
+__all__ = ["InventoryStore", "RedfishCredentials"]

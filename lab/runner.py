@@ -1,0 +1,82 @@
+"""Run a lab in the foreground until Ctrl-C (``python -m lab --fleet FILE``).
+
+The CLI's ``rackflow lab up`` calls :func:`run_foreground`. Printing the
+lab's own generated password to the terminal is deliberate: it is a lab
+secret, and the operator needs it to create the credentials block.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TextIO
+
+from lab.core import LabCore
+from lab.fleet import FleetSpec, load_fleet
+from lab.server import serve
+
+DEFAULT_STATE_DIR = Path.home() / ".rackflow" / "lab"
+
+
+def describe(core: LabCore, *, out: TextIO = sys.stdout) -> None:
+    """Print where the lab's BMCs answer and how to reach them.
+
+    Args:
+        core: The started lab.
+        out: Where to print.
+    """
+    fleet = core.fleet
+    print(f"rackflow lab: {len(core.bmcs)} iDRACs up in {core.startup_s:.2f} s", file=out)
+    for bmc in core.bmcs:
+        flags = [f"{k}={v}" for k, v in bmc.faults.model_dump(exclude_defaults=True).items()]
+        own = " (own credentials)" if bmc.spec.username or bmc.spec.password else ""
+        note = f"  faults: {', '.join(flags)}" if flags else ""
+        print(f"  https://{bmc.key:<22} {bmc.service_tag}  {bmc.spec.model}{own}{note}", file=out)
+    print(f"TLS: {fleet.tls}; CA certificate: {core.certs.ca_path}", file=out)
+    print(f"Credentials: username {fleet.username}  password {fleet.password}", file=out)
+    print(f"Admin API: {core.admin_url}/lab/bmcs", file=out)
+    print(
+        "Create a Redfish credentials block with these (username, password, CA bundle),\n"
+        "e.g. through `rackflow blocks` or the Prefect UI. Ctrl-C stops the lab.",
+        file=out,
+    )
+    out.flush()
+
+
+def run_foreground(*, fleet: FleetSpec, state_dir: Path) -> None:
+    """Serve a fleet until interrupted.
+
+    Args:
+        fleet: The fleet.
+        state_dir: Where the CA and certificates are kept.
+    """
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(serve(fleet, state_dir, ready=describe))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``python -m lab``.
+
+    Args:
+        argv: Command-line arguments (default ``sys.argv[1:]``).
+
+    Returns:
+        Process exit status.
+    """
+    parser = argparse.ArgumentParser(prog="python -m lab", description=__doc__)
+    parser.add_argument("--fleet", type=Path, help="fleet YAML (default: generated fleet)")
+    parser.add_argument("--count", type=int, default=8, help="BMCs of a generated fleet")
+    parser.add_argument("--port", type=int, default=8443, help="port of a generated fleet")
+    parser.add_argument("--state-dir", type=Path, default=DEFAULT_STATE_DIR)
+    args = parser.parse_args(argv)
+    fleet = (
+        load_fleet(args.fleet)
+        if args.fleet
+        else FleetSpec.generate(count=args.count, port=args.port)
+    )
+    run_foreground(fleet=fleet, state_dir=args.state_dir)
+    return 0

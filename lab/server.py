@@ -1,0 +1,222 @@
+"""Start a simulated iDRAC fleet: in a background thread (:class:`Lab`) or in the foreground.
+
+.. code-block:: python
+
+    with Lab(fleet=FleetSpec.generate(count=4, port=0), state_dir=tmp) as lab:
+        httpx.get(f"https://{lab.bmcs[0].key}/redfish/v1",
+                  verify=ssl.create_default_context(cafile=lab.ca_path))
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import threading
+from collections.abc import Callable, Coroutine
+from pathlib import Path
+from typing import Any, TypeVar
+
+from lab.clock import LabClock
+from lab.core import LabCore
+from lab.fleet import Faults, FleetSpec
+from lab.idrac.state import BmcState
+
+T = TypeVar("T")
+_START_TIMEOUT_S = 120.0
+_CALL_TIMEOUT_S = 60.0
+
+
+class Lab:
+    """A simulated fleet served from a background thread with its own event loop.
+
+    Args:
+        fleet: The fleet to simulate.
+        state_dir: Where the lab keeps its CA and certificates (created).
+    """
+
+    def __init__(self, *, fleet: FleetSpec, state_dir: Path) -> None:
+        self.fleet = fleet
+        self.state_dir = Path(state_dir)
+        self._core = LabCore(fleet=fleet, state_dir=self.state_dir)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+
+    @property
+    def ca_path(self) -> Path:
+        """PEM file of the lab CA (verify BMC certificates against it in ``ca`` mode)."""
+        return self._core.certs.ca_path
+
+    @property
+    def admin_url(self) -> str:
+        """Base URL of the admin API (``http://127.0.0.1:<port>``); empty until started."""
+        return self._core.admin_url
+
+    @property
+    def clock(self) -> LabClock:
+        """The lab clock (``now()`` in lab seconds, ``speed``)."""
+        return self._core.clock
+
+    @property
+    def bmcs(self) -> list[BmcState]:
+        """Every BMC's state, in fleet order (``key`` is its live ``addr:port``)."""
+        return list(self._core.bmcs)
+
+    def start(self) -> None:
+        """Start serving; returns once every BMC is bound.
+
+        Raises:
+            RuntimeError: Already started.
+            OSError: An address could not be bound (the lab is stopped again).
+            TimeoutError: Binding took longer than two minutes.
+        """
+        if self._thread is not None:
+            raise RuntimeError("lab already started")
+        loop = asyncio.new_event_loop()
+        started: concurrent.futures.Future[None] = concurrent.futures.Future()
+
+        def run() -> None:
+            asyncio.set_event_loop(loop)
+            try:
+                loop.run_until_complete(self._core.start())
+            except BaseException as exc:
+                started.set_exception(exc)
+                _finish(loop)
+                return
+            started.set_result(None)
+            loop.run_forever()
+            try:
+                loop.run_until_complete(self._core.stop())
+            finally:
+                _finish(loop)
+
+        self._loop = loop
+        self._thread = threading.Thread(target=run, name="rackflow-lab", daemon=True)
+        self._thread.start()
+        try:
+            started.result(timeout=_START_TIMEOUT_S)
+        except BaseException:
+            self._thread.join(timeout=5)
+            self._thread = None
+            self._loop = None
+            raise
+
+    def stop(self) -> None:
+        """Stop serving and join the thread (idempotent)."""
+        thread, loop = self._thread, self._loop
+        if thread is None or loop is None:
+            return
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(timeout=30)
+        self._thread = None
+        self._loop = None
+
+    def __enter__(self) -> Lab:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def bmc(self, address: str, port: int | None = None) -> BmcState:
+        """Find a BMC by its current address (``addr`` or ``addr:port``).
+
+        Args:
+            address: Current address of the BMC.
+            port: Needed when several BMCs share an address (single-host mode).
+
+        Returns:
+            The BMC's state.
+
+        Raises:
+            PreconditionError: No BMC, or more than one, at that address.
+        """
+        return self._core.find(address, port)
+
+    def move_bmc(
+        self,
+        old_address: str,
+        new_address: str,
+        *,
+        port: int | None = None,
+        new_port: int | None = None,
+    ) -> None:
+        """Serve a BMC at a new address: same identity and state, the old address refuses.
+
+        Args:
+            old_address: Where the BMC is now (``addr`` or ``addr:port``).
+            new_address: Where it will answer.
+            port: Current port, if the address is ambiguous.
+            new_port: New port (default: unchanged).
+
+        Raises:
+            PreconditionError: Unknown BMC, or the new address is taken or not loopback.
+        """
+        bmc = self._core.find(old_address, port)
+        self._call(lambda: self._core.move(bmc, new_address, new_port))
+
+    def set_faults(self, address: str, faults: Faults, *, port: int | None = None) -> None:
+        """Replace a BMC's faults (rebinding for hang / not_listening).
+
+        Args:
+            address: Current address of the BMC (``addr`` or ``addr:port``).
+            faults: The new faults.
+            port: Current port, if the address is ambiguous.
+
+        Raises:
+            PreconditionError: Unknown BMC.
+        """
+        bmc = self._core.find(address, port)
+        self._call(lambda: self._core.set_faults(bmc, faults))
+
+    def request_counts(self) -> dict[str, dict[str, int]]:
+        """Requests received per BMC ``addr:port`` and endpoint (``GET /redfish/v1/Systems/{id}``).
+
+        Returns:
+            A snapshot of the counters.
+        """
+
+        async def snapshot() -> dict[str, dict[str, int]]:
+            return self._core.request_counts()
+
+        return self._call(snapshot)
+
+    def _call(self, make: Callable[[], Coroutine[Any, Any, T]]) -> T:
+        loop = self._loop
+        if loop is None:
+            raise RuntimeError("lab is not running")
+        future = asyncio.run_coroutine_threadsafe(make(), loop)
+        return future.result(timeout=_CALL_TIMEOUT_S)
+
+
+def _finish(loop: asyncio.AbstractEventLoop) -> None:
+    # As asyncio.run does: cancel what is left (e.g. a connection accepted
+    # while stopping), let it unwind, then close the loop.
+    tasks = [t for t in asyncio.all_tasks(loop) if not t.done()]
+    for task in tasks:
+        task.cancel()
+    if tasks:
+        loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
+    loop.run_until_complete(loop.shutdown_asyncgens())
+    loop.close()
+
+
+async def serve(
+    fleet: FleetSpec,
+    state_dir: Path,
+    ready: Callable[[LabCore], None] | None = None,
+) -> None:
+    """Serve a fleet on the running loop until cancelled.
+
+    Args:
+        fleet: The fleet.
+        state_dir: Certificates directory root.
+        ready: Called with the started core once every BMC is bound.
+    """
+    core = LabCore(fleet=fleet, state_dir=Path(state_dir))
+    await core.start()
+    try:
+        if ready is not None:
+            ready(core)
+        await asyncio.Event().wait()
+    finally:
+        await core.stop()
