@@ -7,7 +7,7 @@ STAMP   := $(VENV)/.installed-stamp
 .PHONY: venv system-deps test lint demo demo-stop bench deploy lab clean
 
 $(STAMP): pyproject.toml
-	$(PYTHON) -m venv $(VENV)
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[test,dev]'
 	touch $(STAMP)

@@ -130,8 +130,7 @@ def run_demo() -> None:
             ca_bundle=str(lab.ca_path),
         ).save("lab", overwrite=True)
         print(f"lab: {len(fleet.bmcs)} simulated iDRACs in {fleet.subnet}, port {fleet.port}")
-        addresses = sorted({b.address for b in fleet.bmcs})
-        summary = asyncio.run(_run_discovery([f"{addresses[0]}-{addresses[-1]}"], fleet.port))
+        summary = asyncio.run(_run_discovery([fleet.subnet], fleet.port))
     print("\nsummary:")
     print(summary.model_dump_json(indent=2, exclude={"servers"}))  # type: ignore[attr-defined]
     print("\ninventory:")
