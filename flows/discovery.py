@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import time
+from dataclasses import dataclass, field
 from datetime import timedelta
+from typing import Any
+from uuid import UUID
 
 from prefect import flow, get_run_logger
 from prefect.artifacts import (
@@ -63,12 +67,7 @@ _COUNTERS = {
     ProbeOutcome.ERROR: "errors",
 }
 _SEEN = {ProbeOutcome.FOUND, ProbeOutcome.AUTH_FAILED, ProbeOutcome.ERROR, ProbeOutcome.TLS_ERROR}
-
-
-def _check_numbers(**values: float) -> None:
-    for name, value in values.items():
-        if value <= 0:
-            raise PreconditionError(subject=name, reason=f"must be positive, got {value!r}")
+_PROBLEMS = {ProbeOutcome.AUTH_FAILED, ProbeOutcome.TLS_ERROR, ProbeOutcome.ERROR}
 
 
 def _summarise(results: list[ProbeResult], summary: DiscoverySummary) -> None:
@@ -90,6 +89,68 @@ def _summarise(results: list[ProbeResult], summary: DiscoverySummary) -> None:
                     health=o.health,
                 )
             )
+
+
+async def _validate(credentials_block: str, resume_minutes: float, **positive: float) -> None:
+    """Refuse bad numbers and a missing credentials block before any packet is sent."""
+    for name, value in positive.items():
+        if value <= 0:
+            raise PreconditionError(subject=name, reason=f"must be positive, got {value!r}")
+    if resume_minutes < 0:
+        raise PreconditionError(subject="resume_minutes", reason="must be 0 or more")
+    try:
+        await RedfishCredentials.aload(credentials_block)
+    except ValueError as exc:
+        raise PreconditionError(
+            subject="credentials_block",
+            reason=f"no RedfishCredentials block named {credentials_block!r} ({exc})",
+        ) from None
+
+
+@dataclass
+class _ChunkRunner:
+    """Scans chunks side by side (``parallel`` at once), records each as it finishes."""
+
+    scan_options: dict[str, Any]
+    resume_minutes: float
+    parallel: int
+    total: int
+    summary: DiscoverySummary
+    progress: UUID
+    results: list[ProbeResult] = field(default_factory=list)
+    finished: int = 0
+    run_id: str | None = field(default_factory=lambda: str(flow_run.id) if flow_run.id else None)
+
+    def __post_init__(self) -> None:
+        self._gate = asyncio.Semaphore(self.parallel)
+        self._record_lock = asyncio.Lock()
+        resume = self.resume_minutes
+        self._scan = scan_addresses.with_options(
+            cache_expiration=timedelta(minutes=resume) if resume else None,
+            refresh_cache=resume == 0,
+        )
+
+    async def chunk(self, endpoints: list[tuple[str, int]]) -> None:
+        async with self._gate:
+            results = await self._scan(endpoints, **self.scan_options)
+        retry = [(r.address, r.port) for r in results if r.retryable]
+        if retry:  # one more pass for BMCs that were busy or failed transiently
+            again = await scan_addresses.with_options(refresh_cache=True)(
+                retry, **self.scan_options
+            )
+            redo = {(r.address, r.port): r for r in again}
+            results = [redo.get((r.address, r.port), r) for r in results]
+        observations = [r.observation for r in results if r.observation]
+        if observations:
+            async with self._record_lock:  # one writer at a time keeps SQLite happy
+                counts = await asyncio.to_thread(
+                    record_servers, observations, self.scan_options["inventory_block"], self.run_id
+                )
+            for key, value in counts.items():
+                self.summary.recorded[key] = self.summary.recorded.get(key, 0) + value
+        self.results.extend(results)
+        self.finished += 1
+        await aupdate_progress_artifact(self.progress, 100.0 * self.finished / self.total)
 
 
 async def _write_artifacts(summary: DiscoverySummary, problems: list[ProbeResult]) -> None:
@@ -160,93 +221,46 @@ async def discovery(
     started = time.monotonic()
     logger = get_run_logger()
     targets = parse_targets(ranges, ports, allow_large=allow_large)
-    _check_numbers(
+    await _validate(
+        credentials_block,
+        resume_minutes,
         concurrency=concurrency,
         chunk_size=chunk_size,
         connect_timeout=connect_timeout,
         read_timeout=read_timeout,
     )
-    if resume_minutes < 0:
-        raise PreconditionError(subject="resume_minutes", reason="must be 0 or more")
-    try:
-        await RedfishCredentials.aload(credentials_block)
-    except ValueError as exc:
-        raise PreconditionError(
-            subject="credentials_block",
-            reason=f"no RedfishCredentials block named {credentials_block!r} ({exc})",
-        ) from None
     # Chunks run side by side in this process: raise the open-file limit for all of them.
     raise_fd_limit(concurrency * 2 + 256)
     endpoints = targets.endpoints()
     chunks = [endpoints[i : i + chunk_size] for i in range(0, len(endpoints), chunk_size)]
     logger.info("scanning %d endpoints in %d chunks", len(endpoints), len(chunks))
-
-    scan = scan_addresses.with_options(
-        cache_expiration=timedelta(minutes=resume_minutes) if resume_minutes else None,
-        refresh_cache=resume_minutes == 0,
-    )
     per_chunk = min(chunk_size, concurrency)
-    gate = asyncio.Semaphore(max(1, concurrency // per_chunk))
-    progress = await acreate_progress_artifact(0.0, key="discovery-progress")
-    record_lock = asyncio.Lock()
-    summary = DiscoverySummary(endpoints=len(endpoints))
-    run_id = str(flow_run.id) if flow_run.id else None
-    finished = 0
-    results: list[ProbeResult] = []
-
-    async def run_chunk(chunk: list[tuple[str, int]]) -> None:
-        nonlocal finished
-        async with gate:
-            chunk_results = await scan(
-                chunk,
-                credentials_block,
-                concurrency=per_chunk,
-                connect_timeout=connect_timeout,
-                read_timeout=read_timeout,
-                refresh=refresh,
-                inventory_block=inventory_block,
-                read_firmware=read_firmware,
-            )
-        retry = [(r.address, r.port) for r in chunk_results if r.retryable]
-        if retry:  # one more pass for BMCs that were busy or failed transiently
-            again = await scan_addresses.with_options(refresh_cache=True)(
-                retry,
-                credentials_block,
-                concurrency=per_chunk,
-                connect_timeout=connect_timeout,
-                read_timeout=read_timeout,
-                refresh=refresh,
-                inventory_block=inventory_block,
-                read_firmware=read_firmware,
-            )
-            redo = {(r.address, r.port): r for r in again}
-            chunk_results = [redo.get((r.address, r.port), r) for r in chunk_results]
-        observations = [r.observation for r in chunk_results if r.observation]
-        if observations:
-            async with record_lock:
-                counts = await asyncio.to_thread(
-                    record_servers, observations, inventory_block, run_id
-                )
-            for key, value in counts.items():
-                summary.recorded[key] = summary.recorded.get(key, 0) + value
-        results.extend(chunk_results)
-        finished += 1
-        await aupdate_progress_artifact(progress, 100.0 * finished / len(chunks))
-
-    await asyncio.gather(*(run_chunk(c) for c in chunks))
+    run = _ChunkRunner(
+        scan_options={
+            "credentials_block": credentials_block,
+            "concurrency": per_chunk,
+            "connect_timeout": connect_timeout,
+            "read_timeout": read_timeout,
+            "refresh": refresh,
+            "inventory_block": inventory_block,
+            "read_firmware": read_firmware,
+        },
+        resume_minutes=resume_minutes,
+        parallel=max(1, concurrency // per_chunk),
+        total=len(chunks),
+        summary=DiscoverySummary(endpoints=len(endpoints)),
+        progress=await acreate_progress_artifact(0.0, key="discovery-progress"),
+    )
+    await asyncio.gather(*(run.chunk(c) for c in chunks))
+    summary, results = run.summary, run.results
     seen = [(r.address, r.port) for r in results if r.outcome in _SEEN]
     summary.marked_offline = await asyncio.to_thread(
-        mark_servers_offline, endpoints, seen, inventory_block, run_id
+        mark_servers_offline, endpoints, seen, inventory_block, run.run_id
     )
-    results.sort(key=lambda r: (tuple(int(x) for x in r.address.split(".")), r.port))
+    results.sort(key=lambda r: (ipaddress.IPv4Address(r.address), r.port))
     _summarise(results, summary)
     summary.duration_s = round(time.monotonic() - started, 2)
-    problems = [
-        r
-        for r in results
-        if r.outcome in (ProbeOutcome.AUTH_FAILED, ProbeOutcome.TLS_ERROR, ProbeOutcome.ERROR)
-    ]
-    await _write_artifacts(summary, problems)
+    await _write_artifacts(summary, [r for r in results if r.outcome in _PROBLEMS])
     logger.info(
         "discovery done: %d found, %d auth-failed, %d not Redfish, %d no answer, "
         "%d TLS errors, %d errors in %.1f s",
