@@ -1,0 +1,69 @@
+"""The machine lease: one job per machine at a time, the job history tag, a clear busy error."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from prefect import flow, get_client
+from prefect.runtime import flow_run
+
+from tasks.lease import MachineBusyError, lease_name, machine_lease
+
+EVENTS: list[tuple[str, str, str]] = []
+
+
+@flow(name="lease-holder")
+async def hold(machine: str, hold_s: float, wait_s: float = 60.0) -> str:
+    async with machine_lease(machine, wait_s=wait_s):
+        EVENTS.append(("in", machine, str(flow_run.id)))
+        await asyncio.sleep(hold_s)
+        EVENTS.append(("out", machine, str(flow_run.id)))
+    return str(flow_run.id)
+
+
+@flow(name="lease-pair")
+async def pair(a: tuple[str, float], b: tuple[str, float]) -> list[str]:
+    # Subflows of one parent run side by side (top-level flow calls in one
+    # event loop do not), like two workers acting at once.
+    return list(await asyncio.gather(hold(*a), hold(*b)))
+
+
+def test_lease_name_is_safe_for_prefect():
+    assert lease_name("8CYCZ23") == "machine-8CYCZ23"
+    assert lease_name("esx/01&a") == "machine-esx_01_a"
+
+
+async def test_second_job_on_same_machine_waits_and_never_interleaves(prefect_harness):
+    EVENTS.clear()
+    first, second = await pair(("SAME001", 3.0), ("SAME001", 0.2))
+    mine = [e for e in EVENTS if e[1] == "SAME001"]
+    assert [e[0] for e in mine] == ["in", "out", "in", "out"]
+    assert mine[0][2] == mine[1][2] and mine[2][2] == mine[3][2]  # one run at a time
+    async with get_client() as client:
+        for run_id in (first, second):
+            run = await client.read_flow_run(run_id)
+            assert "machine:SAME001" in run.tags
+        limit = await client.read_global_concurrency_limit_by_name("machine-SAME001")
+        assert limit.limit == 1 and limit.active_slots == 0
+
+
+async def test_jobs_on_different_machines_run_together(prefect_harness):
+    EVENTS.clear()
+    await pair(("DIFF001", 4.0), ("DIFF002", 4.0))
+    order = [e[0] for e in EVENTS]
+    assert order[:2] == ["in", "in"]  # both entered before either left
+
+
+async def test_busy_machine_fails_with_the_holder_named(prefect_harness):
+    EVENTS.clear()
+    holder = asyncio.create_task(hold("BUSY001", 4.0))
+    while not EVENTS:
+        await asyncio.sleep(0.05)
+    state = await hold("BUSY001", 0.1, wait_s=1.0, return_state=True)
+    assert state.is_failed()
+    with pytest.raises(MachineBusyError, match=r"machine busy with .+ \(waited 1 s\)") as err:
+        await state.result()
+    holder_id = EVENTS[0][2]
+    assert holder_id in str(err.value)
+    await holder
