@@ -14,8 +14,9 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
-# Debian packages the tests and benchmarks need (PostgreSQL for the inventory
-# tests, iproute2/iptables for the benchmark's network namespace).
+# Debian packages the tests and benchmarks need: PostgreSQL for the inventory
+# tests, Go + govmomi sources to build the lab's vCenter simulator (vcsim),
+# iproute2/iptables for the benchmark's network namespace.
 system-deps:
 	bash scripts/system-deps.sh
 

@@ -2,5 +2,6 @@
 
 from blocks.inventory import InventoryStore
 from blocks.redfish import RedfishCredentials
+from blocks.vcenter import VCenterCredentials
 
-__all__ = ["InventoryStore", "RedfishCredentials"]
+__all__ = ["InventoryStore", "RedfishCredentials", "VCenterCredentials"]

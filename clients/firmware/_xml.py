@@ -8,6 +8,7 @@ neither Dell catalogs nor the iDRAC's CIM XML carry one.
 
 from __future__ import annotations
 
+import codecs
 import gzip
 import io
 import re
@@ -16,9 +17,10 @@ from xml.etree import ElementTree as ET  # noqa: S405 - guarded below
 
 from clients.errors import ProtocolError
 
-__all__ = ["local_name", "maybe_gunzip", "parse_untrusted_xml"]
+__all__ = ["decode_xml", "encode_like", "local_name", "maybe_gunzip", "parse_untrusted_xml"]
 
-_DTD = re.compile(rb"<!(?:DOCTYPE|ENTITY)", re.IGNORECASE)
+_DTD = re.compile(r"<!(?:DOCTYPE|ENTITY)", re.IGNORECASE)
+_UTF16_BOMS = (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)
 _GZIP_MAGIC = b"\x1f\x8b"
 # Dell's full enterprise catalog is ~30 MB unpacked; refuse anything far larger.
 MAX_XML_BYTES = 256 * 1024 * 1024
@@ -49,11 +51,49 @@ def maybe_gunzip(data: bytes, *, target: str) -> bytes:
     return out
 
 
+def decode_xml(data: bytes | str, *, target: str) -> tuple[str, str]:
+    """Decode an XML document to text, noting its encoding.
+
+    Dell ships unpacked catalogs as UTF-16 with a byte order mark; mirrors
+    and the iDRAC's own answers use UTF-8.
+
+    Args:
+        data: The document.
+        target: Where it came from, for error messages.
+
+    Returns:
+        ``(text, encoding)`` with encoding ``"utf-16"`` or ``"utf-8"``.
+
+    Raises:
+        ProtocolError: Not decodable.
+    """
+    if isinstance(data, str):
+        return data, "utf-8"
+    encoding = "utf-16" if data.startswith(_UTF16_BOMS) else "utf-8"
+    try:
+        return data.decode("utf-8-sig" if encoding == "utf-8" else encoding), encoding
+    except UnicodeDecodeError as exc:
+        raise ProtocolError(target=target, detail=f"XML is not {encoding}: {exc}") from exc
+
+
+def encode_like(text: str, encoding: str) -> bytes:
+    """Encode text back the way :func:`decode_xml` found it (UTF-16 gets its BOM back).
+
+    Args:
+        text: The document.
+        encoding: ``"utf-16"`` or ``"utf-8"``.
+
+    Returns:
+        The bytes.
+    """
+    return text.encode(encoding)
+
+
 def parse_untrusted_xml(data: bytes | str, *, target: str) -> ET.Element:
     """Parse an XML document received from a peer.
 
     Args:
-        data: The document (bytes keep their declared encoding).
+        data: The document (UTF-8, or UTF-16 with a byte order mark).
         target: Where it came from, for error messages.
 
     Returns:
@@ -62,13 +102,14 @@ def parse_untrusted_xml(data: bytes | str, *, target: str) -> ET.Element:
     Raises:
         ProtocolError: Not well-formed, too large, or carrying a DTD.
     """
-    raw = data.encode("utf-8") if isinstance(data, str) else data
-    if len(raw) > MAX_XML_BYTES:
+    if len(data) > MAX_XML_BYTES:
         raise ProtocolError(target=target, detail="XML document is too large")
-    if _DTD.search(raw):
+    text, _ = decode_xml(data, target=target)
+    # Checked on the decoded text, so a UTF-16 document cannot hide a DTD from the guard.
+    if _DTD.search(text):
         raise ProtocolError(target=target, detail="XML with a DTD or entities is refused")
     try:
-        return ET.fromstring(raw)  # noqa: S314 - no DTD (checked above), no external entities
+        return ET.fromstring(text)  # noqa: S314 - no DTD (checked above), no external entities
     except ET.ParseError as exc:
         raise ProtocolError(target=target, detail=f"malformed XML: {exc}") from exc
 
