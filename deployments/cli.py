@@ -121,9 +121,9 @@ def lab_up(
 @blocks_app.command("register")
 def blocks_register() -> None:
     """Register rackflow's block types with the Prefect server."""
-    from blocks import InventoryStore, RedfishCredentials
+    from blocks import InventoryStore, RedfishCredentials, VCenterCredentials
 
-    for block in (RedfishCredentials, InventoryStore):
+    for block in (RedfishCredentials, InventoryStore, VCenterCredentials):
         block.register_type_and_schema()
         typer.echo(f"registered {block.get_block_type_slug()}")
 
@@ -143,16 +143,49 @@ def blocks_create_redfish(
     or a prompt, never from the command line (it would show in ``ps``)."""
     from blocks import RedfishCredentials
 
-    password = os.environ.get(password_env) or (
-        typer.prompt("BMC password", hide_input=True) if sys.stdin.isatty() else None
-    )
-    if not password:
-        _fail(f"no password: set {password_env} or run interactively")
+    password = _password(password_env, "BMC password")
     block = RedfishCredentials(
         username=username, password=password, verify_tls=not insecure, ca_bundle=ca_bundle
     )
     block.save(name, overwrite=overwrite)
     typer.echo(f"saved redfish-credentials/{name}")
+
+
+@blocks_app.command("create-vcenter")
+def blocks_create_vcenter(
+    name: Annotated[str, typer.Argument(help="Block name, e.g. 'vcenter'")],
+    host: Annotated[str, typer.Option(help="vCenter host name or address")],
+    username: Annotated[str, typer.Option(help="vCenter user")],
+    port: Annotated[int, typer.Option(help="HTTPS port")] = 443,
+    ca_bundle: Annotated[str | None, typer.Option(help="CA bundle path")] = None,
+    insecure: Annotated[bool, typer.Option(help="Turn TLS verification off")] = False,
+    password_env: Annotated[
+        str, typer.Option(help="Environment variable holding the password")
+    ] = "RACKFLOW_VCENTER_PASSWORD",  # noqa: S107 - the NAME of a variable, not a password
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing block")] = False,
+) -> None:
+    """Create a VCenterCredentials block (password from the environment or a prompt)."""
+    from blocks import VCenterCredentials
+
+    password = _password(password_env, "vCenter password")
+    VCenterCredentials(
+        host=host,
+        port=port,
+        username=username,
+        password=password,
+        verify_tls=not insecure,
+        ca_bundle=ca_bundle,
+    ).save(name, overwrite=overwrite)
+    typer.echo(f"saved vcenter-credentials/{name}")
+
+
+def _password(env: str, prompt: str) -> str:
+    password = os.environ.get(env) or (
+        typer.prompt(prompt, hide_input=True) if sys.stdin.isatty() else None
+    )
+    if not password:
+        _fail(f"no password: set {env} or run interactively")
+    return str(password)
 
 
 @blocks_app.command("create-inventory")

@@ -181,7 +181,7 @@ async def _write_artifacts(summary: DiscoverySummary, problems: list[ProbeResult
     await acreate_markdown_artifact("\n".join(lines), key="discovery-summary")
 
 
-@flow(name="discovery", log_prints=False)
+@flow(name="discovery", log_prints=False, persist_result=True)
 async def discovery(
     ranges: list[str],
     ports: list[int | str] = [443],  # noqa: B006 - Prefect shows defaults in the UI

@@ -3,7 +3,9 @@
 - ``GET /lab/bmcs``: every BMC (identity, live state, faults, counters);
 - ``GET /lab/requests``: requests per BMC and endpoint;
 - ``POST /lab/bmcs/{address}/move`` ``{"address": ..., "port": ...}``;
-- ``POST /lab/bmcs/{address}/faults`` ``{...Faults fields...}`` (replaces the faults).
+- ``POST /lab/bmcs/{address}/faults`` ``{...Faults fields...}`` (replaces the faults);
+- ``GET /lab/bmcs/{address}/jobs``: the iDRAC's job queue;
+- ``GET /lab/repository``: the firmware repository (base URL, packages), if served.
 
 ``{address}`` is ``addr`` or ``addr:port`` (needed in single-host mode).
 """
@@ -39,6 +41,8 @@ def build_admin_app(core: LabCore) -> web.Application:
     app.router.add_get("/lab/requests", _requests)
     app.router.add_post("/lab/bmcs/{address}/move", _move)
     app.router.add_post("/lab/bmcs/{address}/faults", _faults)
+    app.router.add_get("/lab/bmcs/{address}/jobs", _jobs)
+    app.router.add_get("/lab/repository", _repository)
     return app
 
 
@@ -90,3 +94,35 @@ async def _faults(request: web.Request) -> web.Response:
     bmc = core.find(request.match_info["address"])
     await core.set_faults(bmc, faults)
     return web.json_response(bmc.snapshot())
+
+
+async def _jobs(request: web.Request) -> web.Response:
+    bmc = _core(request).find(request.match_info["address"])
+    return web.json_response(
+        [
+            {
+                "id": j.id,
+                "name": j.name,
+                "type": j.job_type,
+                "state": j.state,
+                "message": j.message,
+                "message_id": j.message_id,
+                "percent": j.percent,
+                "target": j.target,
+            }
+            for j in bmc.jobs.all()
+        ]
+    )
+
+
+async def _repository(request: web.Request) -> web.Response:
+    repo = _core(request).repository
+    if repo is None:
+        return web.json_response({"error": "no firmware repository in this lab"}, status=404)
+    return web.json_response(
+        {
+            "base_url": repo.base_url,
+            "host": repo.host,
+            "packages": [p.index_entry() for p in repo.packages],
+        }
+    )

@@ -7,11 +7,14 @@ foreground). Every method must be called on that loop.
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
+import aiohttp
 from aiohttp import web
 
 from clients.errors import PreconditionError
@@ -21,6 +24,7 @@ from lab.fleet import Faults, FleetSpec, check_loopback
 from lab.idrac.redfish import build_app
 from lab.idrac.state import BmcState
 from lab.listeners import BmcListener, kind_for
+from lab.repository import FirmwareRepository
 from lab.tls import LabCertificates
 
 log = logging.getLogger(__name__)
@@ -33,10 +37,14 @@ class LabCore:
     Args:
         fleet: The fleet to simulate.
         state_dir: Where certificates (and later device state) are kept.
+        repository: A firmware repository to serve on the same loop, if any.
     """
 
-    def __init__(self, *, fleet: FleetSpec, state_dir: Path) -> None:
+    def __init__(
+        self, *, fleet: FleetSpec, state_dir: Path, repository: FirmwareRepository | None = None
+    ) -> None:
         self.fleet = fleet
+        self.repository = repository
         self.state_dir = Path(state_dir)
         self.clock = LabClock(speed=fleet.speed)
         self.certs = LabCertificates(directory=self.state_dir / "tls")
@@ -47,9 +55,14 @@ class LabCore:
                 username=spec.username or fleet.username,
                 password=spec.password or fleet.password,
                 max_sessions=fleet.max_sessions,
+                durations=fleet.durations,
             )
             for spec in fleet.bmcs
         ]
+        for bmc in self.bmcs:
+            bmc.relisten = self._relisten_hook(bmc)
+            bmc.fetch = self.fetch
+        self._http: aiohttp.ClientSession | None = None
         self._runner: web.AppRunner | None = None
         self._admin: web.AppRunner | None = None
         self._listeners: dict[int, BmcListener] = {}
@@ -65,6 +78,8 @@ class LabCore:
         started = time.monotonic()
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self.certs.ensure()
+        # The iDRACs' own HTTP client (they download packages and catalogs).
+        self._http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60))
         self._runner = web.AppRunner(
             build_app(self.resolve), handle_signals=False, access_log=None, shutdown_timeout=1.0
         )
@@ -84,15 +99,27 @@ class LabCore:
             await site.start()
             port = self._admin.addresses[0][1]
             self.admin_url = f"http://127.0.0.1:{port}"
+            if self.repository is not None:
+                await self.repository.start()
             self.startup_s = time.monotonic() - started
         except BaseException:
             await self.stop()
             raise
 
     async def stop(self) -> None:
-        """Unbind everything and drop open connections."""
+        """Cancel device work, unbind everything and drop open connections."""
+        work = [t for bmc in self.bmcs for t in bmc.background if not t.done()]
+        for task in work:
+            task.cancel()
+        if work:
+            await asyncio.gather(*work, return_exceptions=True)
         for listener in self._listeners.values():
             await listener.close()
+        if self.repository is not None:
+            await self.repository.stop()
+        if self._http is not None:
+            await self._http.close()
+            self._http = None
         if self._admin is not None:
             await self._admin.cleanup()
             self._admin = None
@@ -124,6 +151,41 @@ class LabCore:
                 for bmc in zero:
                     await self._listeners[id(bmc)].close()
                     bmc.port = 0
+
+    def _relisten_hook(self, bmc: BmcState) -> Callable[[], Awaitable[None]]:
+        async def relisten() -> None:
+            listener = self._listeners.get(id(bmc))
+            if listener is None or listener.kind == kind_for(bmc):
+                return
+            try:
+                await listener.bind(bmc.port)
+            except OSError:
+                log.warning("%s: cannot rebind after an iDRAC reset", bmc.key, exc_info=True)
+
+        return relisten
+
+    async def fetch(self, url: str) -> bytes:
+        """Download a URL as an iDRAC does (callers check it is loopback).
+
+        Args:
+            url: HTTP(S) URL.
+
+        Returns:
+            The body.
+
+        Raises:
+            OSError: Connection failure or a non-200 answer.
+        """
+        if self._http is None:
+            raise OSError("lab is not running")
+        try:
+            # iDRACs do not verify repository certificates unless told to.
+            async with self._http.get(url, ssl=False) as resp:
+                if resp.status != 200:
+                    raise OSError(f"HTTP {resp.status} for {url}")
+                return await resp.read()
+        except (TimeoutError, aiohttp.ClientError) as exc:
+            raise OSError(f"{url}: {exc!r}") from exc
 
     def resolve(self, address: str, port: int) -> BmcState | None:
         """The BMC served at a local (address, port), if any."""

@@ -28,35 +28,24 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from clients.errors import PreconditionError
 from lab.models import default_components, profile_for
+from lab.settings import Durations, Faults
+
+__all__ = [
+    "BmcSpec",
+    "Component",
+    "Durations",
+    "Faults",
+    "FleetSpec",
+    "build_fleet",
+    "check_loopback",
+    "dell_uuid",
+    "load_fleet",
+]
 
 # Dell service tags use digits and consonants (no vowels, which avoids words).
 _TAG_ALPHABET = "0123456789BCDFGHJKLMNPQRSTVWXYZ"
 _MODEL_MIX = ("R640", "R740", "R650", "R750")
 _DELL_OUI = (0xD0, 0x94, 0x66)
-
-
-class Faults(BaseModel):
-    """Misbehaviour injected into one BMC.
-
-    ``latency_s`` is real (wall-clock) seconds, not lab time: it models a slow
-    network or a loaded BMC, which clients measure with real timeouts.
-    """
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    auth_failure: bool = Field(default=False, description="Every login and Basic auth answers 401")
-    error_rate: float = Field(default=0.0, ge=0.0, le=1.0, description="Fraction answered 500/503")
-    latency_s: float = Field(
-        default=0.0, ge=0.0, description="Delay before every answer (real seconds)"
-    )
-    hang: bool = Field(default=False, description="Accept TCP, never send a byte (not even TLS)")
-    not_listening: bool = Field(default=False, description="No socket bound: connection refused")
-
-    @model_validator(mode="after")
-    def _exclusive(self) -> Faults:
-        if self.hang and self.not_listening:
-            raise ValueError("hang and not_listening exclude each other")
-        return self
 
 
 class Component(BaseModel):
@@ -139,6 +128,7 @@ class FleetSpec(BaseModel):
     max_sessions: int = Field(default=8, ge=1)
     single_host: bool = False
     tls: Literal["ca", "self-signed"] = "ca"
+    durations: Durations = Field(default_factory=lambda: Durations())
     bmcs: list[BmcSpec] = Field(default_factory=list)
 
     @field_validator("subnet")

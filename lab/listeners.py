@@ -24,7 +24,7 @@ log = logging.getLogger(__name__)
 
 def kind_for(bmc: BmcState) -> Kind:
     """What a BMC's faults require to be bound."""
-    if bmc.faults.not_listening:
+    if bmc.faults.not_listening or bmc.offline:
         return "none"
     return "hang" if bmc.faults.hang else "https"
 

@@ -2,9 +2,10 @@
 
 .. code-block:: python
 
-    with Lab(fleet=FleetSpec.generate(count=4, port=0), state_dir=tmp) as lab:
+    with Lab(fleet=FleetSpec.generate(count=4, port=0), state_dir=tmp, repository=True) as lab:
         httpx.get(f"https://{lab.bmcs[0].key}/redfish/v1",
                   verify=ssl.create_default_context(cafile=lab.ca_path))
+        lab.repository.url(lab.repository.package_for("R640", "bios").file)
 """
 
 from __future__ import annotations
@@ -18,8 +19,10 @@ from typing import Any, TypeVar
 
 from lab.clock import LabClock
 from lab.core import LabCore
+from lab.dup import default_packages
 from lab.fleet import Faults, FleetSpec
 from lab.idrac.state import BmcState
+from lab.repository import FirmwareRepository
 
 T = TypeVar("T")
 _START_TIMEOUT_S = 120.0
@@ -32,12 +35,25 @@ class Lab:
     Args:
         fleet: The fleet to simulate.
         state_dir: Where the lab keeps its CA and certificates (created).
+        repository: Also serve a firmware repository: True for one with
+            :func:`lab.dup.default_packages` of the fleet (files under
+            ``state_dir/repository``), or a :class:`FirmwareRepository` of your own.
     """
 
-    def __init__(self, *, fleet: FleetSpec, state_dir: Path) -> None:
+    def __init__(
+        self,
+        *,
+        fleet: FleetSpec,
+        state_dir: Path,
+        repository: bool | FirmwareRepository = False,
+    ) -> None:
         self.fleet = fleet
         self.state_dir = Path(state_dir)
-        self._core = LabCore(fleet=fleet, state_dir=self.state_dir)
+        self._core = LabCore(
+            fleet=fleet,
+            state_dir=self.state_dir,
+            repository=make_repository(repository, fleet=fleet, state_dir=self.state_dir),
+        )
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
 
@@ -55,6 +71,11 @@ class Lab:
     def clock(self) -> LabClock:
         """The lab clock (``now()`` in lab seconds, ``speed``)."""
         return self._core.clock
+
+    @property
+    def repository(self) -> FirmwareRepository | None:
+        """The firmware repository served with the lab, if any (``base_url`` once started)."""
+        return self._core.repository
 
     @property
     def bmcs(self) -> list[BmcState]:
@@ -180,6 +201,17 @@ class Lab:
 
         return self._call(snapshot)
 
+    def call(self, make: Callable[[], Coroutine[Any, Any, T]]) -> T:
+        """Run a coroutine on the lab loop and wait for its result (lab state is loop-owned).
+
+        Args:
+            make: Builds the coroutine, e.g. ``lambda: some_async(lab.bmcs[0])``.
+
+        Returns:
+            Its result.
+        """
+        return self._call(make)
+
     def _call(self, make: Callable[[], Coroutine[Any, Any, T]]) -> T:
         loop = self._loop
         if loop is None:
@@ -200,19 +232,48 @@ def _finish(loop: asyncio.AbstractEventLoop) -> None:
     loop.close()
 
 
+def make_repository(
+    repository: bool | FirmwareRepository, *, fleet: FleetSpec, state_dir: Path, port: int = 0
+) -> FirmwareRepository | None:
+    """Resolve the ``repository`` argument of :class:`Lab` / :func:`serve`.
+
+    Args:
+        repository: False (none), True (default packages of the fleet) or a repository.
+        fleet: The fleet (its installed versions give the default targets).
+        state_dir: Lab state directory (files go under ``repository/``).
+        port: Port of a default repository (0 = any free port).
+
+    Returns:
+        The repository, or None.
+    """
+    if isinstance(repository, FirmwareRepository):
+        return repository
+    if not repository:
+        return None
+    return FirmwareRepository(
+        packages=default_packages(fleet), state_dir=Path(state_dir) / "repository", port=port
+    )
+
+
 async def serve(
     fleet: FleetSpec,
     state_dir: Path,
     ready: Callable[[LabCore], None] | None = None,
+    *,
+    repository: bool | FirmwareRepository = True,
+    repository_port: int = 0,
 ) -> None:
-    """Serve a fleet on the running loop until cancelled.
+    """Serve a fleet (and a firmware repository) on the running loop until cancelled.
 
     Args:
         fleet: The fleet.
         state_dir: Certificates directory root.
         ready: Called with the started core once every BMC is bound.
+        repository: Serve a firmware repository (see :class:`Lab`).
+        repository_port: Port of the default repository (0 = any free port).
     """
-    core = LabCore(fleet=fleet, state_dir=Path(state_dir))
+    repo = make_repository(repository, fleet=fleet, state_dir=state_dir, port=repository_port)
+    core = LabCore(fleet=fleet, state_dir=Path(state_dir), repository=repo)
     await core.start()
     try:
         if ready is not None:

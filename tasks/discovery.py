@@ -6,13 +6,14 @@ import asyncio
 from datetime import timedelta
 
 from prefect import get_run_logger, task
-from prefect.cache_policies import INPUTS, TASK_SOURCE
+from prefect.cache_policies import INPUTS, NO_CACHE, TASK_SOURCE
 from prefect.tasks import exponential_backoff
 
 from blocks.inventory import InventoryStore
 from blocks.redfish import RedfishCredentials
 from clients.discovery import ProbeOutcome, ProbeResult, Scanner
 from clients.inventory import ServerStatus
+from tasks.inventory import record_servers
 from tasks.retry import retry_on_transient
 
 
@@ -96,3 +97,35 @@ async def scan_addresses(
         scanner.requests_made,
     )
     return results
+
+
+@task(
+    cache_policy=NO_CACHE, retries=2, retry_delay_seconds=5, retry_condition_fn=retry_on_transient
+)
+async def refresh_server_record(
+    address: str, port: int, credentials_block: str, inventory_block: str | None = None
+) -> ProbeResult:
+    """Re-read one server (identity, versions, firmware) and record it in the inventory.
+
+    Args:
+        address: BMC address.
+        port: BMC port.
+        credentials_block: ``RedfishCredentials`` block name.
+        inventory_block: ``InventoryStore`` block name (None: the default store).
+
+    Returns:
+        What was read.
+    """
+    creds = await RedfishCredentials.aload(credentials_block)
+    scanner = Scanner(
+        username=creds.username,
+        password=creds.password.get_secret_value(),
+        verify=creds.ssl_context(),
+        connect_timeout=creds.connect_timeout,
+        read_timeout=creds.read_timeout,
+        concurrency=1,
+    )
+    [result] = await scanner.scan([(address, port)])
+    if result.observation is not None:
+        await asyncio.to_thread(record_servers, [result.observation], inventory_block)
+    return result

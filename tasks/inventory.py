@@ -9,6 +9,7 @@ observation is idempotent.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
@@ -17,7 +18,7 @@ from prefect.tasks import exponential_backoff
 
 from blocks.inventory import InventoryStore
 from clients.errors import PreconditionError
-from clients.inventory import ServerObservation
+from clients.inventory import ServerObservation, ServerRecord, ServerStatus
 from tasks.retry import retry_on_transient
 
 __all__ = ["load_inventory_store", "mark_servers_offline", "record_servers"]
@@ -122,3 +123,65 @@ def mark_servers_offline(
     if count:
         logger.info("inventory: %d servers went offline", count)
     return count
+
+
+@task(
+    cache_policy=NO_CACHE, retries=3, retry_delay_seconds=2, retry_condition_fn=retry_on_transient
+)
+def load_target_servers(
+    targets: Sequence[str],
+    model: str | None = None,
+    inventory_block: str | None = None,
+) -> list[ServerRecord]:
+    """The servers a procedure acts on: named ones, else an inventory query.
+
+    Args:
+        targets: Service tags (or any key :meth:`Inventory.get` accepts).
+        model: With no targets: every online server of this model (None: all online).
+        inventory_block: ``InventoryStore`` block name (None: the default store).
+
+    Returns:
+        The records, in the order given.
+
+    Raises:
+        PreconditionError: A target is unknown, has no BMC address, or nothing matched.
+    """
+    store = load_inventory_store(inventory_block)
+    with store.get_client() as inventory:
+        if targets:
+            records = []
+            for key in targets:
+                record = inventory.get(key)
+                if record is None:
+                    raise PreconditionError(subject=key, reason="not in the inventory")
+                records.append(record)
+        else:
+            records = inventory.list(status=ServerStatus.ONLINE, model=model)
+    if not records:
+        raise PreconditionError(subject="targets", reason="no server matched")
+    for record in records:
+        if not record.bmc_address or not record.bmc_port:
+            raise PreconditionError(subject=record.identity, reason="no known BMC address")
+    return records
+
+
+@task(
+    cache_policy=NO_CACHE, retries=3, retry_delay_seconds=2, retry_condition_fn=retry_on_transient
+)
+def note_pending_change(
+    key: str, change: str, detail: dict[str, Any] | None, inventory_block: str | None = None
+) -> None:
+    """Record (or, with ``detail=None``, clear) a change rackflow made and has not undone.
+
+    A later run reads ``attributes["pending:<change>"]`` to finish or undo it after a
+    crash (e.g. ``pending:maintenance`` = "run R put this host in maintenance mode").
+
+    Args:
+        key: Server key (service tag).
+        change: What kind of change, e.g. ``maintenance`` or ``firmware-job``.
+        detail: What to remember (run id, host, job id); None clears it.
+        inventory_block: ``InventoryStore`` block name (None: the default store).
+    """
+    store = load_inventory_store(inventory_block)
+    with store.get_client() as inventory:
+        inventory.annotate(key, attributes={f"pending:{change}": detail})

@@ -48,9 +48,14 @@ class MachineBusyError(PreconditionError):
         )
 
 
+def safe_limit_name(text: str) -> str:
+    """A Prefect concurrency limit name (Prefect forbids ``/ % & > <``)."""
+    return _UNSAFE.sub("_", text.strip())
+
+
 def lease_name(machine: str) -> str:
-    """The concurrency limit name of a machine (Prefect forbids ``/ % & > <``)."""
-    return "machine-" + _UNSAFE.sub("_", machine.strip())
+    """The concurrency limit name of a machine."""
+    return safe_limit_name(f"machine-{machine}")
 
 
 def machine_tag(machine: str) -> str:

@@ -24,7 +24,9 @@ def retry_on_transient(task: Any, task_run: Any, state: Any) -> bool:
         everything else (bad input, wrong credentials, missing blocks).
     """
     try:
-        exc = state.result(raise_on_failure=False)
+        # _sync: inside an async task run state.result() would hand back an
+        # un-awaited coroutine (Prefect's async_dispatch), i.e. "never retry".
+        exc = state.result(raise_on_failure=False, _sync=True)
     except Exception:  # noqa: BLE001 - an unreadable state is not worth a retry
         return False
     if isinstance(exc, RackflowError):

@@ -9,12 +9,15 @@ from __future__ import annotations
 
 from typing import Any
 
+from lab.idrac.power import RESET_TYPES
 from lab.idrac.state import BmcState, FirmwareEntry, Session
 from lab.models import profile_for
 
 SYSTEM_ID = "System.Embedded.1"
 MANAGER_ID = "iDRAC.Embedded.1"
 V1 = "/redfish/v1"
+DELL_OEM = f"{V1}/Managers/{MANAGER_ID}/Oem/Dell"
+TRANSFER_PROTOCOLS = ("HTTP", "HTTPS")
 
 
 def _ref(path: str) -> dict[str, str]:
@@ -196,6 +199,12 @@ def system(bmc: BmcState) -> dict[str, Any]:
             "Status": {"Health": "OK", "HealthRollup": "OK", "State": "Enabled"},
         },
         "Links": {"ManagedBy": [_ref(f"{V1}/Managers/{MANAGER_ID}")]},
+        "Actions": {
+            "#ComputerSystem.Reset": {
+                "target": f"{path}/Actions/ComputerSystem.Reset",
+                "ResetType@Redfish.AllowableValues": list(RESET_TYPES),
+            }
+        },
         "Oem": {"Dell": {"DellSystem": {"ChassisServiceTag": spec.service_tag}}},
     }
 
@@ -219,7 +228,16 @@ def manager(bmc: BmcState) -> dict[str, Any]:
         "UUID": _service_uuid(bmc),
         "Status": {"Health": "OK", "State": "Enabled"},
         "PowerState": "On",
-        "Links": {"ManagerForServers": [_ref(f"{V1}/Systems/{SYSTEM_ID}")]},
+        "Links": {
+            "ManagerForServers": [_ref(f"{V1}/Systems/{SYSTEM_ID}")],
+            "Oem": {
+                "Dell": {
+                    "DellJobService": _ref(f"{DELL_OEM}/DellJobService"),
+                    "DellLCService": _ref(f"{DELL_OEM}/DellLCService"),
+                    "Jobs": _ref(f"{V1}/Managers/{MANAGER_ID}/Jobs"),
+                }
+            },
+        },
     }
 
 
@@ -233,6 +251,16 @@ def update_service(bmc: BmcState) -> dict[str, Any]:
         "ServiceEnabled": True,
         "Status": {"Health": "OK", "State": "Enabled"},
         "FirmwareInventory": _ref(f"{V1}/UpdateService/FirmwareInventory"),
+        "Actions": {
+            "#UpdateService.SimpleUpdate": {
+                "target": f"{V1}/UpdateService/Actions/UpdateService.SimpleUpdate",
+                "TransferProtocol@Redfish.AllowableValues": list(TRANSFER_PROTOCOLS),
+                "@Redfish.OperationApplyTimeSupport": {
+                    "@odata.type": "#Settings.v1_3_0.OperationApplyTimeSupport",
+                    "SupportedValues": ["Immediate", "OnReset"],
+                },
+            }
+        },
     }
 
 

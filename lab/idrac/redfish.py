@@ -10,24 +10,27 @@ errors, and turns the project's ``RemoteError`` into Redfish error bodies.
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any
 
 from aiohttp import web
 
-from clients.errors import NotFoundError, RemoteError
+from clients.errors import RemoteError
 from lab.idrac import documents as docs
+from lab.idrac.actions import ROUTES as ACTION_ROUTES
 from lab.idrac.state import BmcState
+from lab.idrac.web import (
+    REQUEST_BMC,
+    Handler,
+    authed,
+    error_response,
+    json_response,
+    not_found,
+    request_bmc,
+)
 
 Resolver = Callable[[str, int], BmcState | None]
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 BMC_KEY: web.AppKey[Any] = web.AppKey("resolver")
-# aiohttp >= 3.12 wants typed request keys; older versions take a plain string.
-REQUEST_BMC: Any = web.RequestKey("bmc", BmcState) if hasattr(web, "RequestKey") else "bmc"
-
-ODATA_HEADERS = {"OData-Version": "4.0", "Cache-Control": "no-cache"}
 SESSIONS = "/redfish/v1/SessionService/Sessions"
 
 
@@ -43,7 +46,7 @@ def build_app(resolver: Resolver) -> web.Application:
     app = web.Application(middlewares=[_bmc_middleware])
     app[BMC_KEY] = resolver
     app.on_response_prepare.append(_server_header)
-    for path, method, handler in _ROUTES:
+    for path, method, handler in [*_ROUTES, *ACTION_ROUTES]:
         app.router.add_route(method, path, handler)
         # iDRAC answers with and without the trailing slash.
         app.router.add_route(method, path + "/", handler)
@@ -54,33 +57,13 @@ async def _server_header(request: web.Request, response: web.StreamResponse) -> 
     response.headers["Server"] = "Apache"  # what an iDRAC9 web server calls itself
 
 
-def json_response(body: dict[str, Any], *, status: int = 200, **headers: str) -> web.Response:
-    """A JSON response with the headers an iDRAC sends."""
-    resp = web.json_response(body, status=status, headers={**ODATA_HEADERS, **headers})
-    resp.content_type = "application/json"
-    return resp
-
-
-def error_response(error: RemoteError, **headers: str) -> web.Response:
-    """Render a project error as a Redfish error body with @Message.ExtendedInfo."""
-    return json_response(
-        docs.error_body(code=error.code or "Base.1.12.GeneralError", message=error.message),
-        status=error.status,
-        **headers,
-    )
-
-
-def _bmc(request: web.Request) -> BmcState:
-    bmc: BmcState = request[REQUEST_BMC]
-    return bmc
-
-
 @web.middleware
 async def _bmc_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     sock = request.transport.get_extra_info("sockname") if request.transport else None
     bmc = request.app[BMC_KEY](sock[0], sock[1]) if sock else None
-    if bmc is None or bmc.faults.hang or bmc.faults.not_listening:
-        # A keep-alive connection to an address that moved or went dark: drop it.
+    if bmc is None or bmc.faults.hang or bmc.faults.not_listening or bmc.offline:
+        # A keep-alive connection to an address that moved or went dark
+        # (or an iDRAC that is restarting): drop it.
         if request.transport is not None:
             request.transport.close()
         raise web.HTTPServiceUnavailable()
@@ -93,12 +76,15 @@ async def _bmc_middleware(request: web.Request, handler: Handler) -> web.StreamR
         await asyncio.sleep(faults.latency_s)
     if faults.error_rate > 0 and bmc.rng.random() < faults.error_rate:
         return _injected_error(bmc)
+    if bmc.busy:
+        # Starting up after a reset, or fault busy_503_s after a job started.
+        return _unavailable(max(1, round(bmc.clock.real_seconds(bmc.busy_until - bmc.clock.now()))))
     try:
         return await handler(request)
     except RemoteError as exc:
         return error_response(exc)
     except web.HTTPNotFound:
-        return error_response(_not_found(request.path))
+        return error_response(not_found(request.path))
     except web.HTTPMethodNotAllowed:
         return json_response(
             docs.error_body(
@@ -109,49 +95,22 @@ async def _bmc_middleware(request: web.Request, handler: Handler) -> web.StreamR
         )
 
 
+def _unavailable(retry_after: int) -> web.Response:
+    body = docs.error_body(
+        code="Base.1.12.ServiceTemporarilyUnavailable",
+        message=f"The service is temporarily unavailable. Retry in {retry_after} seconds.",
+    )
+    return json_response(body, status=503, **{"Retry-After": str(retry_after)})
+
+
 def _injected_error(bmc: BmcState) -> web.Response:
     if bmc.rng.random() < 0.5:
-        body = docs.error_body(
-            code="Base.1.12.ServiceTemporarilyUnavailable",
-            message="The service is temporarily unavailable. Retry in 1 seconds.",
-        )
-        return json_response(body, status=503, **{"Retry-After": "1"})
+        return _unavailable(1)
     body = docs.error_body(
         code="Base.1.12.InternalError",
         message="The request failed due to an internal service error.",
     )
     return json_response(body, status=500)
-
-
-def _not_found(path: str) -> NotFoundError:
-    return NotFoundError(
-        status=404,
-        code="Base.1.12.ResourceMissingAtURI",
-        message=f"The resource at the URI {path} was not found.",
-    )
-
-
-def _authenticate(request: web.Request) -> str:
-    bmc = _bmc(request)
-    token = request.headers.get("X-Auth-Token")
-    basic: tuple[str, str] | None = None
-    auth = request.headers.get("Authorization", "")
-    if token is None and auth.lower().startswith("basic "):
-        try:
-            user, _, password = base64.b64decode(auth[6:].strip()).decode().partition(":")
-            basic = (user, password)
-        except (binascii.Error, UnicodeDecodeError):
-            basic = None
-    return bmc.authenticate(token=token, basic=basic)
-
-
-def _authed(handler: Callable[[web.Request, BmcState], Awaitable[web.Response]]) -> Handler:
-    async def wrapper(request: web.Request) -> web.Response:
-        _authenticate(request)
-        return await handler(request, _bmc(request))
-
-    wrapper.__name__ = handler.__name__
-    return wrapper
 
 
 async def _redfish(request: web.Request) -> web.Response:
@@ -160,11 +119,11 @@ async def _redfish(request: web.Request) -> web.Response:
 
 async def _service_root(request: web.Request) -> web.Response:
     # No credentials needed: enough to fingerprint an iDRAC during a scan.
-    return json_response(docs.service_root(_bmc(request)))
+    return json_response(docs.service_root(request_bmc(request)))
 
 
 async def _login(request: web.Request) -> web.Response:
-    bmc = _bmc(request)
+    bmc = request_bmc(request)
     try:
         body = await request.json()
     except ValueError:
@@ -186,12 +145,12 @@ async def _login(request: web.Request) -> web.Response:
     )
 
 
-@_authed
+@authed
 async def _session_service(request: web.Request, bmc: BmcState) -> web.Response:
     return json_response(docs.session_service(bmc))
 
 
-@_authed
+@authed
 async def _sessions(request: web.Request, bmc: BmcState) -> web.Response:
     members = [f"{SESSIONS}/{sid}" for sid in bmc.sessions.ids()]
     return json_response(
@@ -199,22 +158,22 @@ async def _sessions(request: web.Request, bmc: BmcState) -> web.Response:
     )
 
 
-@_authed
+@authed
 async def _session(request: web.Request, bmc: BmcState) -> web.Response:
     session = bmc.sessions.get(request.match_info["id"])
     if session is None:
-        raise _not_found(request.path)
+        raise not_found(request.path)
     return json_response(docs.session(session))
 
 
-@_authed
+@authed
 async def _delete_session(request: web.Request, bmc: BmcState) -> web.Response:
     if not bmc.sessions.delete(request.match_info["id"]):
-        raise _not_found(request.path)
+        raise not_found(request.path)
     return json_response(docs.success_body(), status=200)
 
 
-@_authed
+@authed
 async def _systems(request: web.Request, bmc: BmcState) -> web.Response:
     path = "/redfish/v1/Systems"
     return json_response(
@@ -227,14 +186,14 @@ async def _systems(request: web.Request, bmc: BmcState) -> web.Response:
     )
 
 
-@_authed
+@authed
 async def _system(request: web.Request, bmc: BmcState) -> web.Response:
     if request.match_info["id"] != docs.SYSTEM_ID:
-        raise _not_found(request.path)
+        raise not_found(request.path)
     return json_response(docs.system(bmc))
 
 
-@_authed
+@authed
 async def _managers(request: web.Request, bmc: BmcState) -> web.Response:
     path = "/redfish/v1/Managers"
     return json_response(
@@ -242,19 +201,19 @@ async def _managers(request: web.Request, bmc: BmcState) -> web.Response:
     )
 
 
-@_authed
+@authed
 async def _manager(request: web.Request, bmc: BmcState) -> web.Response:
     if request.match_info["id"] != docs.MANAGER_ID:
-        raise _not_found(request.path)
+        raise not_found(request.path)
     return json_response(docs.manager(bmc))
 
 
-@_authed
+@authed
 async def _update_service(request: web.Request, bmc: BmcState) -> web.Response:
     return json_response(docs.update_service(bmc))
 
 
-@_authed
+@authed
 async def _firmware_inventory(request: web.Request, bmc: BmcState) -> web.Response:
     expand = request.query.get("$expand", "")
     # iDRAC9 supports $expand=*($levels=1) and $expand=.($levels=1) here.
@@ -262,11 +221,11 @@ async def _firmware_inventory(request: web.Request, bmc: BmcState) -> web.Respon
     return json_response(docs.firmware_inventory(bmc, expanded=expanded))
 
 
-@_authed
+@authed
 async def _firmware_member(request: web.Request, bmc: BmcState) -> web.Response:
     entry = bmc.firmware_entry(request.match_info["id"])
     if entry is None:
-        raise _not_found(request.path)
+        raise not_found(request.path)
     return json_response(docs.firmware_member(entry))
 
 

@@ -15,17 +15,21 @@ All methods run on the lab's event loop thread.
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import itertools
 import random
 import secrets
 from collections import Counter
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from clients.errors import AuthError, BusyError
 from lab.clock import LabClock
 from lab.fleet import BmcSpec, Component, Faults
+from lab.idrac.jobs import JobQueue
+from lab.settings import Durations
 
 SESSION_IDLE_TIMEOUT_S = 30 * 60
 MSG_NO_SESSION = "Base.1.12.NoValidSession"
@@ -131,6 +135,10 @@ class SessionTable:
         self._expire()
         return list(self._by_id)
 
+    def clear(self) -> None:
+        """Drop every session (the iDRAC restarted)."""
+        self._by_id.clear()
+
     def _expire(self) -> None:
         limit = self._clock.now() - self.idle_timeout_s
         for sid in [s.id for s in self._by_id.values() if s.last_used < limit]:
@@ -170,7 +178,14 @@ class BmcState:
     """
 
     def __init__(
-        self, *, spec: BmcSpec, clock: LabClock, username: str, password: str, max_sessions: int
+        self,
+        *,
+        spec: BmcSpec,
+        clock: LabClock,
+        username: str,
+        password: str,
+        max_sessions: int,
+        durations: Durations | None = None,
     ) -> None:
         self.spec = spec
         self.clock = clock
@@ -186,6 +201,23 @@ class BmcState:
         self.rng = random.Random(spec.service_tag)
         self._username = username
         self._password = password
+        self.durations = durations or Durations()
+        self.jobs = JobQueue(rng=random.Random(f"jobs:{spec.service_tag}"))
+        #: OutOfPOST (host up), InPOST (booting/applying updates) or PoweredOff.
+        self.server_status = "OutOfPOST" if spec.power_state == "On" else "PoweredOff"
+        #: The iDRAC is restarting: nothing listens (see ``lab.listeners.kind_for``).
+        self.offline = False
+        #: Lab time until which every request is answered 503.
+        self.busy_until = 0.0
+        #: The running power transition (shutdown/reboot/boot), if any.
+        self.power_task: asyncio.Task[Any] | None = None
+        #: Updates found by the last InstallFromRepository (None: none ran yet).
+        self.repo_updates: list[dict[str, Any]] | None = None
+        #: Set by the lab core: rebind the listener after ``offline`` changed.
+        self.relisten: Callable[[], Awaitable[None]] | None = None
+        #: Set by the lab core: download a URL (loopback only) -> bytes.
+        self.fetch: Callable[[str], Awaitable[bytes]] | None = None
+        self.background: set[asyncio.Task[Any]] = set()
 
     @property
     def key(self) -> str:
@@ -279,6 +311,46 @@ class BmcState:
         idrac = self.component("iDRAC.Embedded.1-1")
         return idrac.version if idrac else self.spec.idrac_version
 
+    @property
+    def transitioning(self) -> bool:
+        """Whether a power transition (shutdown, reboot, boot) is under way."""
+        return self.power_task is not None and not self.power_task.done()
+
+    @property
+    def busy(self) -> bool:
+        """Whether requests are answered 503 right now."""
+        return self.clock.now() < self.busy_until
+
+    def install(self, fqdd: str, version: str) -> None:
+        """Install a firmware version: the old one becomes ``Previous-``.
+
+        Args:
+            fqdd: The component's FQDD.
+            version: The new version.
+        """
+        for i, comp in enumerate(self.components):
+            if comp.fqdd == fqdd and comp.version != version:
+                self.components[i] = comp.model_copy(
+                    update={"version": version, "previous_version": comp.version}
+                )
+        if fqdd.startswith("iDRAC."):
+            # The Lifecycle Controller is versioned with the iDRAC firmware.
+            self.install("LC.Embedded.1", version)
+
+    def spawn(self, coro: Awaitable[Any]) -> asyncio.Task[Any]:
+        """Run background work of this BMC on the lab loop, keeping a reference.
+
+        Args:
+            coro: The coroutine.
+
+        Returns:
+            Its task.
+        """
+        task: asyncio.Task[Any] = asyncio.ensure_future(coro)
+        self.background.add(task)
+        task.add_done_callback(self.background.discard)
+        return task
+
     def firmware_entries(self) -> list[FirmwareEntry]:
         """The FirmwareInventory members, in the order an iDRAC lists them.
 
@@ -313,6 +385,10 @@ class BmcState:
             "health": self.health,
             "bios_version": self.bios_version,
             "idrac_version": self.idrac_version,
+            "server_status": self.server_status,
+            "offline": self.offline,
+            "pending_jobs": len(self.jobs.pending()),
+            "jobs": len(self.jobs.all()),
             "faults": self.faults.model_dump(),
             "sessions": len(self.sessions),
             "requests": sum(self.requests.values()),

@@ -1,0 +1,265 @@
+"""Rolling firmware update: one server (or a bounded batch) at a time, each in a
+vCenter maintenance window, verified by re-reading the installed version."""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated
+
+from prefect import flow, get_run_logger
+from prefect.artifacts import acreate_markdown_artifact, acreate_table_artifact
+from prefect.states import Completed, Failed, State
+from pydantic import BaseModel, Field
+
+from clients.errors import PreconditionError, RackflowError
+from clients.firmware.sources import ApplyTime, DellCatalog, DirectUrl, HttpRepository
+from clients.inventory import ServerRecord
+from clients.redfish.models import ComponentKind
+from flows.rollout import (
+    ComponentFailed,
+    ComponentResult,
+    Outcome,
+    RolloutOptions,
+    StepDeadlines,
+    current_version,
+    in_thread,
+    maintenance_window,
+    rolling,
+    update_component,
+)
+from tasks.discovery import refresh_server_record
+from tasks.firmware import check_server_ready, resolve_firmware_package, wait_for_server
+from tasks.inventory import load_target_servers
+from tasks.lease import MachineBusyError, machine_lease
+
+FirmwareSource = Annotated[HttpRepository | DellCatalog | DirectUrl, Field(discriminator="kind")]
+
+
+class RolloutSummary(BaseModel):
+    """What a rollout did, server by server and component by component."""
+
+    rows: list[ComponentResult]
+    duration_s: float
+
+    def count(self, outcome: Outcome) -> int:
+        """Rows with this outcome."""
+        return sum(r.result is outcome for r in self.rows)
+
+    @property
+    def ok(self) -> bool:
+        """Every row updated, current, or (dry run) would update."""
+        return all(
+            r.result in (Outcome.UPDATED, Outcome.CURRENT, Outcome.WOULD_UPDATE) for r in self.rows
+        )
+
+
+def check_rollout_numbers(**values: int) -> None:
+    """Refuse non-positive limits before anything is touched."""
+    for name, value in values.items():
+        if value < 1:
+            raise PreconditionError(subject=name, reason=f"must be at least 1, got {value}")
+
+
+def row(server: ServerRecord, component: str, outcome: Outcome, message: str) -> ComponentResult:
+    """A result row that needed no work."""
+    return ComponentResult(
+        server=server.identity, component=component, result=outcome, message=message
+    )
+
+
+async def prepare_server(server: ServerRecord, opts: RolloutOptions) -> str | None:
+    """Pre-checks; after a crash, first wait for a host a previous run was rebooting.
+
+    Returns:
+        None when ready, else why the server is skipped (nothing was touched).
+    """
+    attrs = server.attributes or {}
+    assert server.bmc_address is not None and server.bmc_port is not None
+    own_jobs = [j["job"] for k, j in attrs.items() if k == "pending:firmware-job" and j]
+    try:
+        if own_jobs or "pending:maintenance" in attrs:
+            await wait_for_server(
+                server.bmc_address,
+                server.bmc_port,
+                opts.credentials_block,
+                timeout_s=opts.deadlines.host_back_s,
+                interval_s=opts.deadlines.poll_interval_s,
+            )
+        await check_server_ready(
+            server.bmc_address, server.bmc_port, opts.credentials_block, own_jobs=own_jobs
+        )
+    except RackflowError as exc:
+        return f"pre-check failed: {exc}"
+    return None
+
+
+async def _plan(
+    server: ServerRecord,
+    source: FirmwareSource,
+    components: list[ComponentKind],
+    opts: RolloutOptions,
+) -> tuple[list[ComponentResult], list[tuple[object, str | None]]]:
+    rows: list[ComponentResult] = []
+    plan = []
+    for kind in components:
+        before, ids = await current_version(server, kind, opts)
+        if before is None:
+            rows.append(row(server, str(kind), Outcome.SKIPPED, f"server has no {kind}"))
+            continue
+        try:
+            package = await resolve_firmware_package(
+                source, server.model, kind, ids[0] if len(ids) == 1 else None
+            )
+        except PreconditionError as exc:
+            rows.append(row(server, str(kind), Outcome.SKIPPED, f"package does not apply: {exc}"))
+            continue
+        if package.version and before == package.version:
+            rows.append(
+                row(server, str(kind), Outcome.CURRENT, "already at the target version").model_copy(
+                    update={"before": before, "after": before, "target": before}
+                )
+            )
+        elif opts.dry_run:
+            rows.append(
+                row(
+                    server, str(kind), Outcome.WOULD_UPDATE, f"would install {package.file}"
+                ).model_copy(update={"before": before, "target": package.version})
+            )
+        else:
+            plan.append((package, before))
+    return rows, plan
+
+
+async def update_server(
+    server: ServerRecord,
+    source: FirmwareSource,
+    components: list[ComponentKind],
+    opts: RolloutOptions,
+    lease_wait_s: float,
+) -> list[ComponentResult]:
+    """Everything for one server, holding its machine lease."""
+    try:
+        async with machine_lease(server.identity, wait_s=lease_wait_s):
+            skip = await prepare_server(server, opts)
+            if skip:
+                return [row(server, "*", Outcome.SKIPPED, skip)]
+            rows, plan = await _plan(server, source, components, opts)
+            pending_mm = "pending:maintenance" in (server.attributes or {})
+            try:
+                async with maintenance_window(server, opts, needed=bool(plan) or pending_mm):
+                    for package, before in plan:
+                        rows.append(await update_component(server, package, opts, before=before))  # type: ignore[arg-type]
+            except ComponentFailed as exc:
+                rows.append(exc.row)
+            except RackflowError as exc:
+                rows.append(row(server, "*", Outcome.FAILED, f"maintenance mode: {exc}"))
+            if any(r.result is Outcome.UPDATED for r in rows):
+                await refresh_inventory(server, opts)
+            return rows
+    except MachineBusyError as exc:
+        return [row(server, "*", Outcome.SKIPPED, str(exc))]
+
+
+async def refresh_inventory(server: ServerRecord, opts: RolloutOptions) -> None:
+    """Record the server's new versions (a failure here does not undo the update)."""
+    assert server.bmc_address is not None and server.bmc_port is not None
+    try:
+        await refresh_server_record(
+            server.bmc_address, server.bmc_port, opts.credentials_block, opts.inventory_block
+        )
+    except RackflowError as exc:
+        get_run_logger().warning("%s: inventory not refreshed: %s", server.identity, exc)
+
+
+async def report(summary: RolloutSummary, title: str, key: str) -> None:
+    """Table and markdown artifacts of a rollout."""
+    await acreate_table_artifact(
+        [r.model_dump(mode="json") for r in summary.rows], key=key, description=title
+    )
+    counts = ", ".join(f"{o.value} {summary.count(o)}" for o in Outcome if summary.count(o))
+    await acreate_markdown_artifact(
+        f"# {title}\n\n{counts} in {summary.duration_s:.0f} s.\n", key=f"{key}-summary"
+    )
+
+
+def final_state(summary: RolloutSummary, what: str) -> State:
+    """Completed when every server succeeded or was current, Failed otherwise."""
+    if summary.ok:
+        return Completed(data=summary, message=f"{what}: all servers updated or current")
+    bad = sorted({r.server for r in summary.rows if r.result in (Outcome.FAILED, Outcome.SKIPPED)})
+    return Failed(data=summary, message=f"{what}: problems on {', '.join(bad)}")
+
+
+@flow(name="rolling-firmware-update", persist_result=True)
+async def rolling_firmware_update(
+    source: FirmwareSource,
+    targets: list[str] = [],  # noqa: B006 - Prefect shows defaults in the UI
+    model: str | None = None,
+    components: list[ComponentKind] = [ComponentKind.BIOS],  # noqa: B006
+    apply_time: ApplyTime = ApplyTime.ON_RESET,
+    max_parallel: int = 1,
+    max_failures: int = 1,
+    max_unavailable_per_cluster: int = 1,
+    dry_run: bool = False,
+    deadlines: StepDeadlines = StepDeadlines(),  # noqa: B008
+    credentials_block: str = "redfish",
+    vcenter_block: str | None = None,
+    inventory_block: str | None = None,
+    lease_wait_s: float = 3600.0,
+) -> State:
+    """Update firmware on servers one (or ``max_parallel``) at a time.
+
+    Args:
+        source: Where firmware comes from: ``{"kind": "repository", "base_url": ...}``,
+            ``{"kind": "catalog", "catalog_url": ...}`` or
+            ``{"kind": "url", "url": ..., "component": ...}``.
+        targets: Service tags; empty: every online server (of ``model``, when given).
+        model: With no targets: only servers of this model.
+        components: Components to update, in this order.
+        apply_time: OnReset (rackflow reboots) or Immediate (the iDRAC reboots).
+        max_parallel: Servers updated at once.
+        max_failures: Halt the rollout (start no more servers) after this many failed servers.
+        max_unavailable_per_cluster: Hosts of one vSphere cluster in maintenance at once.
+        dry_run: Report what would change; touch nothing.
+        deadlines: Per-step deadlines.
+        credentials_block: ``RedfishCredentials`` block name.
+        vcenter_block: ``VCenterCredentials`` block name (None: no maintenance mode).
+        inventory_block: ``InventoryStore`` block name (None: the default store).
+        lease_wait_s: How long to wait for another job on a server to finish.
+
+    Returns:
+        Completed with the summary when every server succeeded or was current, else Failed.
+    """
+    started = time.monotonic()
+    check_rollout_numbers(
+        max_parallel=max_parallel,
+        max_failures=max_failures,
+        max_unavailable_per_cluster=max_unavailable_per_cluster,
+    )
+    if not components:
+        raise PreconditionError(subject="components", reason="no component given")
+    if isinstance(source, DirectUrl) and components != [source.component]:
+        raise PreconditionError(
+            subject="components",
+            reason=f"a direct URL updates only {source.component}, not {components}",
+        )
+    servers = await in_thread(load_target_servers, targets, model, inventory_block)
+    get_run_logger().info("rolling update of %s on %d server(s)", components, len(servers))
+    opts = RolloutOptions(
+        credentials_block=credentials_block,
+        vcenter_block=vcenter_block,
+        inventory_block=inventory_block,
+        apply_time=apply_time,
+        deadlines=deadlines,
+        max_unavailable_per_cluster=max_unavailable_per_cluster,
+        dry_run=dry_run,
+    )
+    rows = await rolling(
+        servers,
+        lambda s: update_server(s, source, components, opts, lease_wait_s),
+        max_parallel=max_parallel,
+        max_failures=max_failures,
+    )
+    summary = RolloutSummary(rows=rows, duration_s=round(time.monotonic() - started, 1))
+    await report(summary, "Rolling firmware update", "rolling-firmware-update")
+    return final_state(summary, "rolling firmware update")

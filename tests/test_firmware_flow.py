@@ -1,0 +1,204 @@
+"""Rolling firmware update end to end: lab iDRACs + lab repository + real vcsim."""
+
+from __future__ import annotations
+
+from contextlib import ExitStack
+
+import pytest
+
+from flows.firmware_update import rolling_firmware_update
+from flows.rollout import StepDeadlines
+from tests.fw_env import build_env, faults
+
+FAST = StepDeadlines(
+    maintenance_enter_s=60,
+    maintenance_exit_s=60,
+    job_staged_s=60,
+    job_done_s=60,
+    graceful_reboot_s=5,
+    host_back_s=30,
+    poll_interval_s=0.2,
+)
+
+
+@pytest.fixture()
+async def env_factory(prefect_harness, tmp_path):
+    with ExitStack() as stack:
+        counter = iter(range(100))
+
+        async def make(**kw):
+            return await build_env(stack, tmp_path / f"env{next(counter)}", **kw)
+
+        yield make
+
+
+async def _rollout(env, targets, **kw):
+    params = {
+        "source": env.source(),
+        "targets": targets,
+        "components": kw.pop("components", ["bios"]),
+        "credentials_block": env.names["redfish"],
+        "vcenter_block": env.names.get("vcenter"),
+        "inventory_block": env.names["inventory"],
+        "deadlines": kw.pop("deadlines", FAST),
+        "lease_wait_s": 120,
+        **kw,
+    }
+    state = await rolling_firmware_update(**params, return_state=True)
+    summary = await state.result(raise_on_failure=False)
+    return state, summary
+
+
+def _rows(summary):
+    return {(r.server, r.component): r for r in summary.rows}
+
+
+async def test_rolling_update_of_several_servers(env_factory):
+    env = await env_factory(count=4, cluster_size=2)
+    target = env.target("bios")
+    before = {t: env.bmc(t).bios_version for t in env.tags}
+    assert all(v != target for v in before.values())
+    watcher = env.watch()
+    try:
+        state, summary = await _rollout(
+            env, env.tags, max_parallel=4, max_unavailable_per_cluster=1
+        )
+    finally:
+        watcher.stop()
+
+    assert state.is_completed(), state.message
+    rows = _rows(summary)
+    for tag in env.tags:
+        assert env.bmc(tag).bios_version == target  # changed on the device itself
+        row = rows[(tag, "bios")]
+        assert (row.result, row.before, row.after) == ("updated", before[tag], target)
+        rec = env.record(tag)
+        assert rec.bios_version == target  # inventory refreshed
+        assert not [k for k in (rec.attributes or {}) if k.startswith("pending:")]
+        assert env.resets(tag) >= 1  # OnReset: rackflow rebooted it
+    # every linked host went into maintenance mode and came out again
+    assert watcher.ever_in == set(env.host_of.values())
+    assert env.in_maintenance() == set()
+    # never more than one host of a cluster in maintenance at once
+    assert set(watcher.max_per_cluster.values()) == {1}
+
+
+async def test_already_current_means_no_reboot_and_no_maintenance(env_factory):
+    env = await env_factory(count=2)
+    tag = env.tags[0]
+    state, _ = await _rollout(env, [tag])
+    assert state.is_completed()
+    resets = env.resets(tag)
+    watcher = env.watch()
+    try:
+        state, summary = await _rollout(env, [tag])
+    finally:
+        watcher.stop()
+    assert state.is_completed()
+    assert _rows(summary)[(tag, "bios")].result == "current"
+    assert env.resets(tag) == resets
+    assert watcher.ever_in == set()
+
+
+async def test_dry_run_changes_nothing(env_factory):
+    env = await env_factory(count=2)
+    before = {t: env.bmc(t).bios_version for t in env.tags}
+    watcher = env.watch()
+    try:
+        state, summary = await _rollout(env, env.tags, dry_run=True)
+    finally:
+        watcher.stop()
+    assert state.is_completed()
+    assert {r.result for r in summary.rows} == {"would-update"}
+    assert {t: env.bmc(t).bios_version for t in env.tags} == before
+    assert all(not env.bmc(t).jobs.all() for t in env.tags)
+    assert all(env.resets(t) == 0 for t in env.tags)
+    assert watcher.ever_in == set()
+
+
+@pytest.mark.parametrize(
+    ("fault", "message"),
+    [
+        (faults(job_fails=["bios"]), "Failed"),
+        (faults(job_hangs=["bios"], hang_s=5), "JCP052"),
+        (faults(version_unchanged=True), "still at"),
+    ],
+)
+async def test_a_failing_server_fails_alone_and_leaves_maintenance(env_factory, fault, message):
+    env = await env_factory(count=3, faults={1: fault}, cluster_size=3)
+    bad, good = env.tags[1], [env.tags[0], env.tags[2]]
+    state, summary = await _rollout(env, env.tags, max_failures=2)
+    assert state.is_failed()
+    rows = _rows(summary)
+    assert rows[(bad, "bios")].result == "failed"
+    assert message in rows[(bad, "bios")].message
+    for tag in good:
+        assert rows[(tag, "bios")].result == "updated"
+        assert env.bmc(tag).bios_version == env.target("bios")
+    assert env.in_maintenance() == set()  # the failed server's host left maintenance too
+    assert not [k for k in env.record(bad).attributes if k == "pending:maintenance"]
+
+
+async def test_busy_idrac_503s_are_waited_out(env_factory):
+    env = await env_factory(count=1, faults={0: faults(busy_503_s=3)})
+    state, summary = await _rollout(env, env.tags)
+    assert state.is_completed(), summary.rows
+    assert env.bmc(env.tags[0]).bios_version == env.target("bios")
+
+
+async def test_rollout_halts_after_max_failures(env_factory):
+    env = await env_factory(count=3, faults={0: faults(job_fails=["bios"])}, cluster_size=3)
+    state, summary = await _rollout(env, env.tags, max_parallel=1, max_failures=1)
+    assert state.is_failed()
+    rows = _rows(summary)
+    assert rows[(env.tags[0], "bios")].result == "failed"
+    for tag in env.tags[1:]:
+        assert rows[(tag, "*")].result == "skipped"
+        assert "rollout halted" in rows[(tag, "*")].message
+        assert env.bmc(tag).bios_version != env.target("bios")  # never touched
+    assert env.in_maintenance() == set()
+
+
+async def test_host_that_never_returns_stays_in_maintenance_and_is_reported(env_factory):
+    # one host per cluster: the dead host keeps its cluster's only maintenance slot
+    env = await env_factory(count=2, faults={0: faults(host_never_returns=True)}, cluster_size=1)
+    bad, good = env.tags
+    state, summary = await _rollout(
+        env,
+        env.tags,
+        max_failures=2,
+        deadlines=FAST.model_copy(update={"host_back_s": 4.0}),
+    )
+    assert state.is_failed()
+    rows = _rows(summary)
+    assert rows[(bad, "bios")].result == "failed"
+    assert rows[(good, "bios")].result == "updated"
+    assert env.in_maintenance() == {env.host_of[bad]}  # on purpose, and recorded:
+    assert env.record(bad).attributes["pending:maintenance"]["host"] == env.host_of[bad]
+
+
+async def test_immediate_apply_time_lets_the_idrac_reboot(env_factory):
+    env = await env_factory(count=1, vcenter=False)
+    tag = env.tags[0]
+    state, summary = await _rollout(env, [tag], apply_time="Immediate")
+    assert state.is_completed(), summary.rows
+    assert env.bmc(tag).bios_version == env.target("bios")
+    assert env.resets(tag) == 0  # the iDRAC rebooted the host itself
+
+
+async def test_idrac_update_survives_the_idrac_resetting_itself(env_factory):
+    env = await env_factory(count=1, vcenter=False, durations={"idrac_reset_s": 40})
+    tag = env.tags[0]
+    state, summary = await _rollout(env, [tag], components=["idrac"])
+    assert state.is_completed(), summary.rows
+    assert env.bmc(tag).idrac_version == env.target("idrac")
+
+
+async def test_bad_input_refused_before_touching_anything(env_factory):
+    env = await env_factory(count=1, vcenter=False)
+    state, _ = await _rollout(env, ["NOSUCH1"])
+    assert state.is_failed()
+    assert "NOSUCH1: not in the inventory" in state.message
+    state, _ = await _rollout(env, env.tags, max_parallel=0)
+    assert "max_parallel: must be at least 1" in state.message
+    assert env.bmc(env.tags[0]).jobs.all() == []
