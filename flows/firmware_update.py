@@ -28,7 +28,12 @@ from flows.rollout import (
     update_component,
 )
 from tasks.discovery import refresh_server_record
-from tasks.firmware import check_server_ready, resolve_firmware_package, wait_for_server
+from tasks.firmware import (
+    check_catalog_compliance,
+    check_server_ready,
+    resolve_firmware_package,
+    wait_for_server,
+)
 from tasks.inventory import load_target_servers
 from tasks.lease import MachineBusyError, machine_lease
 
@@ -99,6 +104,8 @@ async def _plan(
     components: list[ComponentKind],
     opts: RolloutOptions,
 ) -> tuple[list[ComponentResult], list[tuple[object, str | None]]]:
+    if opts.dry_run and isinstance(source, DellCatalog):
+        return await _catalog_report(server, source, components, opts), []
     rows: list[ComponentResult] = []
     plan = []
     for kind in components:
@@ -128,6 +135,40 @@ async def _plan(
         else:
             plan.append((package, before))
     return rows, plan
+
+
+async def _catalog_report(
+    server: ServerRecord,
+    catalog: DellCatalog,
+    components: list[ComponentKind],
+    opts: RolloutOptions,
+) -> list[ComponentResult]:
+    """Compliance report from the iDRAC's own comparison with the catalog."""
+    assert server.bmc_address is not None and server.bmc_port is not None
+    updates = await check_catalog_compliance(
+        server.bmc_address,
+        server.bmc_port,
+        opts.credentials_block,
+        catalog,
+        timeout_s=opts.deadlines.job_done_s,
+        interval_s=opts.deadlines.poll_interval_s,
+    )
+    rows = []
+    for kind in components:
+        mine = [u for u in updates if u.kind is kind]
+        if not mine:
+            rows.append(row(server, str(kind), Outcome.CURRENT, "compliant with the catalog"))
+            continue
+        for u in mine:
+            rows.append(
+                row(
+                    server,
+                    str(kind),
+                    Outcome.WOULD_UPDATE,
+                    f"{u.package_name} ({u.criticality_label})",
+                ).model_copy(update={"before": u.installed_version, "target": u.package_version})
+            )
+    return rows
 
 
 async def update_server(

@@ -202,13 +202,22 @@ async def maintenance_window(
             {"run": run_id(), "host": host},
             opts.inventory_block,
         )
-        await in_thread(
-            enter_maintenance_mode,
-            host,
-            opts.vcenter_block,
-            opts.max_unavailable_per_cluster,
-            d.maintenance_enter_s,
-        )
+        try:
+            # vCenter's capacity check and the enter must not interleave with another
+            # run's on the same cluster (two workers could both see room otherwise).
+            async with cluster_lease(cluster):
+                await in_thread(
+                    enter_maintenance_mode,
+                    host,
+                    opts.vcenter_block,
+                    opts.max_unavailable_per_cluster,
+                    d.maintenance_enter_s,
+                )
+        except BaseException:
+            # Refused, failed or timed out: whatever vCenter did half-way is undone
+            # (exit is check-then-act) and the note goes; this server stops here.
+            await _leave_maintenance(server, opts)
+            raise
         try:
             yield True
         except BaseException:

@@ -202,3 +202,63 @@ async def test_bad_input_refused_before_touching_anything(env_factory):
     state, _ = await _rollout(env, env.tags, max_parallel=0)
     assert "max_parallel: must be at least 1" in state.message
     assert env.bmc(env.tags[0]).jobs.all() == []
+
+
+async def test_catalog_dry_run_reports_compliance_then_sup029_after_update(env_factory):
+    env = await env_factory(count=1, vcenter=False)
+    tag = env.tags[0]
+    catalog = {"kind": "catalog", "catalog_url": env.lab.repository.base_url + "/Catalog.xml"}
+    before = env.bmc(tag).bios_version
+    state, summary = await _rollout(
+        env, [tag], source=catalog, components=["bios", "idrac"], dry_run=True
+    )
+    assert state.is_completed(), summary.rows
+    rows = _rows(summary)
+    assert rows[(tag, "bios")].result == "would-update"
+    assert (rows[(tag, "bios")].before, rows[(tag, "bios")].target) == (before, env.target("bios"))
+    assert rows[(tag, "idrac")].target == env.target("idrac")
+    assert env.bmc(tag).bios_version == before  # a dry run changes nothing
+
+    # bring everything the catalog offers up to date, then ask again: SUP029 = compliant
+    for component in ("idrac", "bios", "cpld", "raid", "nic", "backplane"):
+        state, _ = await _rollout(env, [tag], components=[component])
+        assert state.is_completed(), component
+    state, summary = await _rollout(
+        env, [tag], source=catalog, components=["bios", "idrac"], dry_run=True
+    )
+    assert state.is_completed()
+    assert {r.result for r in summary.rows} == {"current"}
+
+
+async def test_failure_to_enter_maintenance_stops_only_that_server(env_factory):
+    env = await env_factory(count=2, cluster_size=1)
+    bad, good = env.tags
+    env.vc.set_host(env.host_of[bad], enter_mm_fault="InvalidState")
+    state, summary = await _rollout(env, env.tags, max_failures=2)
+    assert state.is_failed()
+    rows = _rows(summary)
+    assert rows[(bad, "*")].result == "failed"
+    assert "maintenance mode" in rows[(bad, "*")].message
+    assert env.bmc(bad).jobs.all() == []  # no update was started on it
+    assert rows[(good, "bios")].result == "updated"
+    assert env.in_maintenance() == set()
+    assert "pending:maintenance" not in env.record(bad).attributes
+
+
+async def test_two_rollouts_of_one_server_never_interleave(env_factory):
+    from prefect import flow
+
+    env = await env_factory(count=1, vcenter=False)
+    tag = env.tags[0]
+
+    @flow(name="two-rollouts")
+    async def both():
+        import asyncio
+
+        return await asyncio.gather(_rollout(env, [tag]), _rollout(env, [tag]))
+
+    (s1, r1), (s2, r2) = await both()
+    assert s1.is_completed() and s2.is_completed()
+    results = sorted(r.result for r in r1.rows + r2.rows)
+    assert results == ["current", "updated"]  # the second waited, then found it current
+    assert len(env.bmc(tag).jobs.all()) == 1  # one update job, never two

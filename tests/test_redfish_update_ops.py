@@ -23,12 +23,15 @@ def cim_instance(installed: list[str], **props: str) -> str:
         for k, v in props.items()
     )
     values = "".join(f"<VALUE>{v}</VALUE>" for v in installed)
+    key = props.get("Target", "")
     return (
-        '<VALUE.NAMEDINSTANCE><INSTANCENAME CLASSNAME="DCIM_RepoUpdateSWID">\n'
+        '<VALUE.NAMEDINSTANCE><INSTANCENAME CLASSNAME="DCIM_RepoUpdateSWID">'
+        f'<KEYBINDING NAME="InstanceID"><KEYVALUE>{key}</KEYVALUE></KEYBINDING>'
+        '</INSTANCENAME>\n<INSTANCE CLASSNAME="DCIM_RepoUpdateSWID">\n'
         f'{plain}<PROPERTY NAME="JobID" TYPE="string"><VALUE/></PROPERTY>\n'
         '<PROPERTY.ARRAY NAME="ComponentInstalledVersion" TYPE="string">'
         f"<VALUE.ARRAY>{values}</VALUE.ARRAY></PROPERTY.ARRAY>\n"
-        "</INSTANCENAME></VALUE.NAMEDINSTANCE>\n"
+        "</INSTANCE></VALUE.NAMEDINSTANCE>\n"
     )
 
 

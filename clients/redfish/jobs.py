@@ -289,7 +289,9 @@ class RepoUpdate(_Frozen):
         if "__" in self.target:
             return self.target.split("__", 1)[1]
         parts = self.target.split("#")  # DCIM:INSTALLED#iDRAC.Embedded.1-1#IDRACinfo
-        return parts[1] if len(parts) > 1 and parts[1] else None
+        if len(parts) > 1:
+            return parts[1] or None
+        return self.target  # a bare FQDD
 
     @property
     def kind(self) -> ComponentKind:
@@ -335,10 +337,14 @@ def parse_package_list(xml_text: str, *, target: str) -> list[RepoUpdate]:
     """
     root = parse_untrusted_xml(xml_text, target=target)
     updates: list[RepoUpdate] = []
+    # An iDRAC sends VALUE.NAMEDINSTANCE > INSTANCENAME (the key) + INSTANCE (the
+    # PROPERTY elements); elements without PROPERTY children (the key) are skipped.
     for instance in root.iter():
-        if local_name(instance.tag) != "INSTANCENAME":
+        if local_name(instance.tag) not in ("INSTANCE", "INSTANCENAME"):
             continue
         if instance.get("CLASSNAME") not in (None, "DCIM_RepoUpdateSWID"):
+            continue
+        if not any(local_name(p.tag).startswith("PROPERTY") for p in instance):
             continue
         fields: dict[str, Any] = {}
         for prop in instance:
