@@ -28,7 +28,7 @@ lint: venv
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy clients blocks
 
-demo: venv
+demo: venv system-deps
 	$(PY) -m deployments.demo
 
 demo-stop: venv
@@ -36,6 +36,7 @@ demo-stop: venv
 
 bench: venv system-deps
 	$(PY) benchmarks/discovery.py
+	$(PY) benchmarks/rollout.py
 
 deploy: venv
 	$(PY) -m deployments.bootstrap

@@ -99,6 +99,10 @@ def lab_up(
     state_dir: Annotated[Path, typer.Option(help="Where the lab keeps its CA")] = Path(
         "~/.rackflow/lab"
     ),
+    vcenter: Annotated[
+        bool, typer.Option(help="Also run a vCenter simulator with matching ESXi hosts")
+    ] = True,
+    cluster_size: Annotated[int, typer.Option(help="ESXi hosts per vSphere cluster")] = 4,
 ) -> None:
     """Start the simulated iDRAC fleet in the foreground (Ctrl-C stops it)."""
     from lab.fleet import FleetSpec, load_fleet
@@ -115,7 +119,17 @@ def lab_up(
         spec = spec.model_copy(update=updates)
     except (ValueError, RackflowError) as exc:
         _fail(str(exc))
-    run_foreground(fleet=spec, state_dir=state_dir.expanduser())
+    from lab.vcsim import VcsimBuildError, VcsimError
+
+    try:
+        run_foreground(
+            fleet=spec,
+            state_dir=state_dir.expanduser(),
+            vcenter=vcenter,
+            cluster_size=cluster_size,
+        )
+    except (VcsimBuildError, VcsimError) as exc:
+        _fail(f"lab vCenter: {exc} (--no-vcenter runs without it)")
 
 
 @blocks_app.command("register")

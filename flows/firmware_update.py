@@ -35,7 +35,7 @@ from tasks.firmware import (
     wait_for_server,
 )
 from tasks.inventory import load_target_servers
-from tasks.lease import MachineBusyError, machine_lease
+from tasks.lease import MachineBusyError, machine_lease, tag_current_run
 
 FirmwareSource = Annotated[HttpRepository | DellCatalog | DirectUrl, Field(discriminator="kind")]
 
@@ -80,9 +80,11 @@ async def prepare_server(server: ServerRecord, opts: RolloutOptions) -> str | No
     """
     attrs = server.attributes or {}
     assert server.bmc_address is not None and server.bmc_port is not None
-    own_jobs = [j["job"] for k, j in attrs.items() if k == "pending:firmware-job" and j]
+    pending_job = attrs.get("pending:firmware-job") or {}
+    own_jobs = [pending_job["job"]] if pending_job.get("job") else []
+    own_components = [ComponentKind(pending_job["component"])] if pending_job else []
     try:
-        if own_jobs or "pending:maintenance" in attrs:
+        if pending_job or "pending:maintenance" in attrs:
             await wait_for_server(
                 server.bmc_address,
                 server.bmc_port,
@@ -91,7 +93,11 @@ async def prepare_server(server: ServerRecord, opts: RolloutOptions) -> str | No
                 interval_s=opts.deadlines.poll_interval_s,
             )
         await check_server_ready(
-            server.bmc_address, server.bmc_port, opts.credentials_block, own_jobs=own_jobs
+            server.bmc_address,
+            server.bmc_port,
+            opts.credentials_block,
+            own_jobs=own_jobs,
+            own_components=own_components,
         )
     except RackflowError as exc:
         return f"pre-check failed: {exc}"
@@ -285,6 +291,7 @@ async def rolling_firmware_update(
             reason=f"a direct URL updates only {source.component}, not {components}",
         )
     servers = await in_thread(load_target_servers, targets, model, inventory_block)
+    await tag_current_run([s.identity for s in servers])  # job history of each machine
     get_run_logger().info("rolling update of %s on %d server(s)", components, len(servers))
     opts = RolloutOptions(
         credentials_block=credentials_block,

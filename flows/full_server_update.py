@@ -43,7 +43,7 @@ from flows.rollout import (
 )
 from tasks.firmware import resolve_firmware_package
 from tasks.inventory import load_target_servers
-from tasks.lease import MachineBusyError, machine_lease
+from tasks.lease import MachineBusyError, machine_lease, tag_current_run
 
 CRITICAL = frozenset({ComponentKind.IDRAC, ComponentKind.BIOS})
 
@@ -69,6 +69,7 @@ async def update_one_component(
 ) -> ComponentResult:
     """Update one component of one server (skip it when absent or current)."""
     opts = _OPTIONS.get()
+    await tag_current_run([server.identity])  # the machine's job history lists it too
     before, ids = await current_version(server, kind, opts)
     if before is None:
         return row(server, str(kind), Outcome.SKIPPED, f"server has no {kind}")
@@ -225,6 +226,7 @@ async def full_server_update(
             subject="source", reason="a direct URL holds one package: use rolling-firmware-update"
         )
     servers = await in_thread(load_target_servers, targets, model, inventory_block)
+    await tag_current_run([s.identity for s in servers])  # job history of each machine
     _OPTIONS.set(
         RolloutOptions(
             credentials_block=credentials_block,

@@ -133,7 +133,18 @@ async def rolling(
                         + ", ".join(failed),
                     )
                 ]
-            rows = await work(server)
+            try:
+                rows = await work(server)
+            except Exception as exc:  # noqa: BLE001 - one server's crash must not end the others
+                get_run_logger().exception("%s: unexpected failure", server.identity)
+                rows = [
+                    ComponentResult(
+                        server=server.identity,
+                        component="*",
+                        result=Outcome.FAILED,
+                        message=f"{type(exc).__name__}: {exc}",
+                    )
+                ]
             if any(r.result is Outcome.FAILED for r in rows):
                 failed.append(server.identity)
             return rows
@@ -268,6 +279,15 @@ async def update_component(
     )
     key = progress_key("firmware", server.identity, str(package.component))
     try:
+        # The intention first: a crash between the request and the note would
+        # otherwise leave a job the next run takes for someone else's.
+        await in_thread(
+            note_pending_change,
+            server.identity,
+            "firmware-job",
+            {"run": run_id(), "job": None, "component": str(package.component)},
+            opts.inventory_block,
+        )
         job_id = await start_firmware_update(addr, port, creds, package, opts.apply_time)
         await in_thread(
             note_pending_change,
@@ -294,6 +314,7 @@ async def update_component(
                 creds,
                 graceful_timeout_s=d.graceful_reboot_s,
                 interval_s=d.poll_interval_s,
+                job_id=job_id,
             )
             row.message = f"reboot: {how}; "
             # The host first (a host that never returns costs host_back_s, not the job's deadline).

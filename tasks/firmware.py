@@ -18,9 +18,17 @@ from prefect.tasks import exponential_backoff
 from pydantic import BaseModel
 
 from blocks.redfish import RedfishCredentials
-from clients.errors import JobFailedError, PreconditionError, TransportError
+from clients.errors import (
+    BusyError,
+    DeadlineExceeded,
+    JobFailedError,
+    PreconditionError,
+    ServerError,
+    TransportError,
+)
 from clients.firmware.repository import Package, PackageResolver
 from clients.firmware.sources import ApplyTime, DellCatalog, DirectUrl, HttpRepository
+from clients.polling import poll
 from clients.redfish import RedfishClient
 from clients.redfish.jobs import DONE_STATES, STAGED_STATES, DellJob, RepoUpdate
 from clients.redfish.models import ComponentKind, FirmwareComponent
@@ -87,7 +95,11 @@ async def resolve_firmware_package(
 
 @task(cache_policy=NO_CACHE, **_READ)
 async def check_server_ready(
-    address: str, port: int, credentials_block: str, own_jobs: list[str] | None = None
+    address: str,
+    port: int,
+    credentials_block: str,
+    own_jobs: list[str] | None = None,
+    own_components: list[ComponentKind] | None = None,
 ) -> Readiness:
     """Pre-checks: BMC reachable, Lifecycle Controller ready, no pending jobs, health.
 
@@ -97,6 +109,9 @@ async def check_server_ready(
         credentials_block: ``RedfishCredentials`` block name.
         own_jobs: Jobs an interrupted rackflow run started (recorded in the
             inventory): these do not count as "pending", the re-run follows them.
+        own_components: Components an interrupted run was starting a job for
+            (killed between the request and recording the job id): their
+            firmware jobs count as the run's own too.
 
     Returns:
         What was seen.
@@ -109,7 +124,12 @@ async def check_server_ready(
         dell = DellUpdates(bmc)
         system = await bmc.system()
         lc = await dell.lc_status()
-        pending = [j for j in await dell.pending_jobs() if j.id not in (own_jobs or [])]
+        words = [component_word(k) for k in own_components or []]
+        pending = [
+            j
+            for j in await dell.pending_jobs()
+            if j.id not in (own_jobs or []) and not any(w in (j.name or "").lower() for w in words)
+        ]
     seen = Readiness(
         power_state=system.power_state,
         health=system.health_rollup or system.health,
@@ -221,6 +241,18 @@ async def wait_for_firmware_job(
         )
 
 
+async def _went_down(dell: DellUpdates, job_id: str | None) -> bool:
+    """Any sign that the host is rebooting (or did): a poll can miss a short power-off."""
+    if (await dell.power_state()) == "Off":
+        return True
+    lc = await dell.lc_status()
+    if lc.server_status in ("InPOST", "PoweredOff") or not lc.ready:
+        return True
+    if job_id:  # an OnReset job leaves Scheduled only when the host reboots
+        return (await dell.job(job_id)).state not in STAGED_STATES
+    return False
+
+
 @task(
     cache_policy=NO_CACHE, retries=1, retry_delay_seconds=10, retry_condition_fn=retry_on_transient
 )
@@ -231,8 +263,17 @@ async def reboot_server(
     *,
     graceful_timeout_s: float = 300.0,
     interval_s: float = 5.0,
+    job_id: str | None = None,
 ) -> str:
     """Reboot the host: GracefulRestart, ForceRestart when it has not gone down in time.
+
+    Args:
+        address: BMC address.
+        port: BMC port.
+        credentials_block: ``RedfishCredentials`` block name.
+        graceful_timeout_s: How long the OS gets to restart by itself.
+        interval_s: Pause between reads.
+        job_id: An OnReset job waiting for this reboot (its state is one more sign).
 
     Returns:
         Which reset worked ("GracefulRestart", "ForceRestart" or "On" for a host that was off).
@@ -245,10 +286,17 @@ async def reboot_server(
             return "On"
         await dell.reset(ResetType.GRACEFUL_RESTART)
         try:
-            await dell.wait_power_state("Off", timeout_s=graceful_timeout_s, interval_s=interval_s)
+            await poll(
+                lambda: _went_down(dell, job_id),
+                until=bool,
+                operation=f"{address}: host going down after GracefulRestart",
+                timeout_s=graceful_timeout_s,
+                interval_s=min(interval_s, 1.0),
+                tolerate=(TransportError, BusyError, ServerError),
+            )
             return "GracefulRestart"
-        except Exception as exc:  # noqa: BLE001 - any failure to go down means: force it
-            logger.warning("%s ignored GracefulRestart (%s): forcing a restart", address, exc)
+        except DeadlineExceeded:
+            logger.warning("%s ignored GracefulRestart: forcing a restart", address)
         await dell.reset(ResetType.FORCE_RESTART)
         return "ForceRestart"
 

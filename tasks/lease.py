@@ -9,11 +9,13 @@ holder that dies frees the slot when its lease expires (~lease + 15 s).
 
 from __future__ import annotations
 
+import asyncio
 import re
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 
-from prefect import get_client, tags
+from prefect import get_client
 from prefect.client.schemas.filters import (
     FlowRunFilter,
     FlowRunFilterState,
@@ -21,7 +23,11 @@ from prefect.client.schemas.filters import (
     FlowRunFilterTags,
 )
 from prefect.client.schemas.objects import StateType
-from prefect.concurrency.asyncio import AcquireConcurrencySlotTimeoutError, concurrency
+from prefect.concurrency.asyncio import (
+    AcquireConcurrencySlotTimeoutError,
+    ConcurrencySlotAcquisitionError,
+    concurrency,
+)
 from prefect.runtime import flow_run
 
 from clients.errors import PreconditionError
@@ -76,15 +82,55 @@ async def running_jobs(machine: str) -> list[str]:
     return [f"{r.name} ({r.id})" for r in runs if str(r.id) != mine]
 
 
-async def _tag_current_run(machine: str) -> None:
-    """File the current flow run under the machine (``rackflow jobs <id>``, the UI)."""
-    if not flow_run.id:
+async def tag_current_run(machines: Sequence[str]) -> None:
+    """File the current flow run under these machines (``rackflow jobs <id>``, the UI).
+
+    Flows that act on many machines call this once, up front: one read and one
+    write, instead of one racy read-modify-write per machine.
+    """
+    if not flow_run.id or not machines:
         return
     async with get_client() as client:
         run = await client.read_flow_run(flow_run.id)
-        wanted = machine_tag(machine)
-        if wanted not in run.tags:
-            await client.update_flow_run(run.id, tags=[*run.tags, wanted])
+        wanted = [t for t in dict.fromkeys(machine_tag(m) for m in machines) if t not in run.tags]
+        if wanted:
+            await client.update_flow_run(run.id, tags=[*run.tags, *wanted])
+
+
+@asynccontextmanager
+async def _acquire(name: str, *, wait_s: float, lease_duration_s: float) -> AsyncIterator[None]:
+    """Acquire a limit slot, riding out a busy API server until ``wait_s`` is spent.
+
+    A Prefect server on SQLite answers 503 ("database is locked") under fan-out;
+    the client gives up after a few tries with ConcurrencySlotAcquisitionError.
+    That is the server being busy, not the machine: try again while time remains.
+    """
+    deadline = time.monotonic() + wait_s
+    delay = 0.5
+    while True:
+        remaining = deadline - time.monotonic()
+        try:
+            cm = concurrency(
+                name,
+                occupy=1,
+                timeout_seconds=max(1.0, remaining),
+                strict=True,
+                lease_duration=max(60.0, lease_duration_s),
+            )
+            await cm.__aenter__()
+            break
+        except ConcurrencySlotAcquisitionError:
+            if time.monotonic() + delay >= deadline:
+                raise
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 10.0)
+    try:
+        yield
+    except BaseException as exc:
+        await cm.__aexit__(type(exc), exc, exc.__traceback__)
+        raise
+    else:
+        await cm.__aexit__(None, None, None)
 
 
 @asynccontextmanager
@@ -93,11 +139,14 @@ async def machine_lease(
 ) -> AsyncIterator[None]:
     """Hold the machine's lease (creating its limit on first use) while acting on it.
 
+    The current flow run is tagged ``machine:<id>`` (if it is not already).
+
     Args:
         machine: Machine id (service tag or FQDN).
         wait_s: How long to wait for another job on the machine to finish.
         lease_duration_s: Lease renewal period; a crashed holder frees the slot
-            after about this plus 15 s. At least 60 (Prefect's minimum).
+            after about this plus 15 s (on a real server: ephemeral servers do not
+            run the service that reclaims expired leases). At least 60.
 
     Yields:
         Nothing; the body runs while the lease is held.
@@ -109,16 +158,9 @@ async def machine_lease(
     async with get_client() as client:
         await client.upsert_global_concurrency_limit_by_name(name, limit=1)
     try:
-        async with concurrency(
-            name,
-            occupy=1,
-            timeout_seconds=wait_s,
-            strict=True,
-            lease_duration=max(60.0, lease_duration_s),
-        ):
-            await _tag_current_run(machine)
-            with tags(machine_tag(machine)):  # and every run started inside
-                yield
+        async with _acquire(name, wait_s=wait_s, lease_duration_s=lease_duration_s):
+            await tag_current_run([machine])
+            yield
     except AcquireConcurrencySlotTimeoutError:
         raise MachineBusyError(
             machine=machine, holders=await running_jobs(machine), waited_s=wait_s

@@ -44,3 +44,49 @@ def prefect_harness():
 def unique_password() -> str:
     """A password no other string in the run can contain by chance."""
     return "pw-" + secrets.token_hex(12)
+
+
+@pytest.fixture(scope="session")
+def real_prefect_server(tmp_path_factory):
+    """A real ``prefect server start`` (not ephemeral): it runs the services, e.g. the
+    Repossessor that frees the concurrency leases of killed holders."""
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    from tests.helpers import free_port
+
+    home = tmp_path_factory.mktemp("prefect-server")
+    port = free_port()
+    env = dict(
+        os.environ,
+        PREFECT_HOME=str(home),
+        PREFECT_UI_ENABLED="false",
+        PREFECT_SERVER_SERVICES_REPOSSESSOR_LOOP_SECONDS="2",
+    )
+    env.pop("PREFECT_API_URL", None)
+    log = (home / "server.log").open("wb")
+    prefect = Path(sys.executable).with_name("prefect")
+    proc = subprocess.Popen(
+        [str(prefect), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}/api"
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            with urllib.request.urlopen(f"{url}/health", timeout=1):  # noqa: S310 - loopback
+                break
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError((home / "server.log").read_text()[-2000:]) from None
+            time.sleep(0.3)
+    try:
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(20)

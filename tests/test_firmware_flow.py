@@ -76,6 +76,7 @@ async def test_rolling_update_of_several_servers(env_factory):
         assert rec.bios_version == target  # inventory refreshed
         assert not [k for k in (rec.attributes or {}) if k.startswith("pending:")]
         assert env.resets(tag) >= 1  # OnReset: rackflow rebooted it
+        assert "reboot: GracefulRestart" in row.message  # seen going down: not forced
     # every linked host went into maintenance mode and came out again
     assert watcher.ever_in == set(env.host_of.values())
     assert env.in_maintenance() == set()
@@ -262,3 +263,12 @@ async def test_two_rollouts_of_one_server_never_interleave(env_factory):
     results = sorted(r.result for r in r1.rows + r2.rows)
     assert results == ["current", "updated"]  # the second waited, then found it current
     assert len(env.bmc(tag).jobs.all()) == 1  # one update job, never two
+
+
+async def test_host_ignoring_graceful_restart_is_forced(env_factory):
+    env = await env_factory(count=1, vcenter=False, faults={0: faults(ignores_graceful=True)})
+    tag = env.tags[0]
+    state, summary = await _rollout(env, [tag])
+    assert state.is_completed(), summary.rows
+    assert "reboot: ForceRestart" in _rows(summary)[(tag, "bios")].message
+    assert env.bmc(tag).bios_version == env.target("bios")
