@@ -14,11 +14,13 @@ import typer
 from clients.errors import RackflowError
 from clients.targets import parse_targets
 from deployments.inventory_cli import app as inventory_app
+from deployments.jobs_cli import app as jobs_app
 
 app = typer.Typer(
     help="rackflow: bare-metal fleet operations as Prefect flows.", no_args_is_help=True
 )
 app.add_typer(inventory_app, name="inventory", help="Look at the machine inventory.")
+app.registered_commands.extend(jobs_app.registered_commands)  # rackflow jobs|status|cancel
 lab_app = typer.Typer(help="The simulated datacenter (for demos, tests and benchmarks).")
 app.add_typer(lab_app, name="lab")
 blocks_app = typer.Typer(help="Register rackflow's block types and create blocks.")
