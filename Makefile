@@ -20,8 +20,11 @@ venv: $(STAMP)
 system-deps:
 	bash scripts/system-deps.sh
 
+# Tests marked own_process point Prefect's process-wide services at a real
+# server: they get a pytest process of their own.
 test: venv system-deps
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -m "not own_process"
+	$(PY) -m pytest -q -m own_process
 
 lint: venv
 	$(VENV)/bin/ruff check .

@@ -173,15 +173,19 @@ async def _host_is_back(server: ServerRecord, opts: RolloutOptions) -> bool:
 
 
 @asynccontextmanager
-async def cluster_lease(cluster: str | None) -> AsyncIterator[None]:
-    """Serialize maintenance-mode decisions on one cluster across runs and workers."""
+async def cluster_lease(cluster: str | None, *, wait_s: float) -> AsyncIterator[None]:
+    """Serialize maintenance-mode decisions on one cluster across runs and workers.
+
+    Raises:
+        AcquireConcurrencySlotTimeoutError: Another run held the cluster for ``wait_s``.
+    """
     if not cluster:
         yield
         return
     name = safe_limit_name(f"vcenter-cluster-{cluster}")
     async with get_client() as client:
         await client.upsert_global_concurrency_limit_by_name(name, limit=1)
-    async with concurrency(name, occupy=1, strict=True, lease_duration=60):
+    async with concurrency(name, occupy=1, strict=True, lease_duration=60, timeout_seconds=wait_s):
         yield
 
 
@@ -216,7 +220,7 @@ async def maintenance_window(
         try:
             # vCenter's capacity check and the enter must not interleave with another
             # run's on the same cluster (two workers could both see room otherwise).
-            async with cluster_lease(cluster):
+            async with cluster_lease(cluster, wait_s=d.maintenance_enter_s):
                 await in_thread(
                     enter_maintenance_mode,
                     host,

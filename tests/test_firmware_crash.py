@@ -37,6 +37,9 @@ asyncio.run(rolling_firmware_update(**params))
 """
 
 
+pytestmark = pytest.mark.own_process
+
+
 @pytest.fixture()
 async def env(prefect_harness, real_prefect_server, tmp_path):
     # A real server: an ephemeral one (like the test harness) never runs the
