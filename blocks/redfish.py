@@ -4,30 +4,16 @@ from __future__ import annotations
 
 import logging
 import ssl
-from pathlib import Path
 from typing import Any
 
 import httpx
 from prefect.blocks.core import Block
 from pydantic import Field, SecretStr
 
+from blocks._tls import tls_context
 from clients.redfish import RedfishClient
 
 logger = logging.getLogger("rackflow.blocks.redfish")
-
-# Keys (run id or "local") we already warned about disabled TLS verification:
-# one warning per run is enough for an operator to notice.
-_warned_insecure: set[str] = set()
-
-
-def _current_run_key() -> str:
-    try:
-        from prefect.context import FlowRunContext
-
-        ctx = FlowRunContext.get()
-    except Exception:  # noqa: BLE001 - no Prefect context is a normal local call
-        ctx = None
-    return str(ctx.flow_run.id) if ctx and ctx.flow_run else "local"
 
 
 class RedfishCredentials(Block):
@@ -68,22 +54,11 @@ class RedfishCredentials(Block):
             An ``ssl.SSLContext`` trusting ``ca_bundle`` (or the system store),
             or False when verification is off.
         """
-        if not self.verify_tls:
-            key = _current_run_key()
-            if key not in _warned_insecure:
-                _warned_insecure.add(key)
-                logger.warning(
-                    "TLS verification is OFF for Redfish credentials %r: BMC identities are "
-                    "not checked and the password can be intercepted",
-                    self._block_document_name or self.username,
-                )
-            return False
-        if not self.ca_bundle:
-            return ssl.create_default_context()
-        bundle = self.ca_bundle.strip()
-        if bundle.startswith("-----BEGIN"):
-            return ssl.create_default_context(cadata=bundle)
-        return ssl.create_default_context(cafile=str(Path(bundle).expanduser()))
+        return tls_context(
+            verify=self.verify_tls,
+            ca_bundle=self.ca_bundle,
+            peer=f"Redfish credentials {self._block_document_name or self.username!r}",
+        )
 
     def timeout(self, *, connect: float | None = None, read: float | None = None) -> httpx.Timeout:
         """The httpx timeout these credentials ask for (overrides allowed).

@@ -4,27 +4,16 @@ from __future__ import annotations
 
 import logging
 import ssl
-from pathlib import Path
 
 from prefect.blocks.core import Block
 from pydantic import Field, SecretStr
 
+from blocks._tls import tls_context
 from clients.vsphere import VSphereClient
 
 logger = logging.getLogger("rackflow.blocks.vcenter")
 
 # Run ids (or "local") already warned about disabled TLS verification.
-_warned_insecure: set[str] = set()
-
-
-def _current_run_key() -> str:
-    try:
-        from prefect.context import FlowRunContext
-
-        ctx = FlowRunContext.get()
-    except Exception:  # noqa: BLE001 - no Prefect context is a normal local call
-        ctx = None
-    return str(ctx.flow_run.id) if ctx and ctx.flow_run else "local"
 
 
 class VCenterCredentials(Block):
@@ -67,22 +56,9 @@ class VCenterCredentials(Block):
             An ``ssl.SSLContext`` trusting ``ca_bundle`` (or the system store),
             or False when verification is off.
         """
-        if not self.verify_tls:
-            key = _current_run_key()
-            if key not in _warned_insecure:
-                _warned_insecure.add(key)
-                logger.warning(
-                    "TLS verification is OFF for vCenter %s: its identity is not checked and "
-                    "the password can be intercepted",
-                    self.host,
-                )
-            return False
-        if not self.ca_bundle:
-            return ssl.create_default_context()
-        bundle = self.ca_bundle.strip()
-        if bundle.startswith("-----BEGIN"):
-            return ssl.create_default_context(cadata=bundle)
-        return ssl.create_default_context(cafile=str(Path(bundle).expanduser()))
+        return tls_context(
+            verify=self.verify_tls, ca_bundle=self.ca_bundle, peer=f"vCenter {self.host}"
+        )
 
     def get_client(self) -> VSphereClient:
         """Build a vCenter client. No network I/O until entered.

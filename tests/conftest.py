@@ -90,3 +90,19 @@ def real_prefect_server(tmp_path_factory):
     finally:
         proc.terminate()
         proc.wait(20)
+
+
+@pytest.fixture()
+async def env_factory(prefect_harness, tmp_path):
+    """Build firmware test environments (lab + repository + vcsim + inventory)."""
+    from contextlib import ExitStack
+
+    from tests.fw_env import build_env
+
+    with ExitStack() as stack:
+        counter = iter(range(100))
+
+        async def make(**kw):
+            return await build_env(stack, tmp_path / f"env{next(counter)}", **kw)
+
+        yield make

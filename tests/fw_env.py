@@ -18,6 +18,7 @@ from typing import Any
 from blocks import InventoryStore, RedfishCredentials, VCenterCredentials
 from clients.inventory import Inventory
 from flows.discovery import discovery
+from flows.rollout import StepDeadlines
 from flows.vcenter_sync import vcenter_sync
 from lab.fleet import build_fleet
 from lab.server import Lab
@@ -25,6 +26,16 @@ from lab.settings import Faults
 from lab.vcsim import Vcsim, VcsimSpec
 
 _SUBNETS = itertools.count(80)
+# Deadlines for the lab (seconds of real time; the lab runs fast).
+FAST = StepDeadlines(
+    maintenance_enter_s=60,
+    maintenance_exit_s=60,
+    job_staged_s=60,
+    job_done_s=60,
+    graceful_reboot_s=5,
+    host_back_s=30,
+    poll_interval_s=0.2,
+)
 RESET = "POST /redfish/v1/Systems/{id}/Actions/ComputerSystem.Reset"
 
 

@@ -2,34 +2,10 @@
 
 from __future__ import annotations
 
-from contextlib import ExitStack
-
 import pytest
 
 from flows.firmware_update import rolling_firmware_update
-from flows.rollout import StepDeadlines
-from tests.fw_env import build_env, faults
-
-FAST = StepDeadlines(
-    maintenance_enter_s=60,
-    maintenance_exit_s=60,
-    job_staged_s=60,
-    job_done_s=60,
-    graceful_reboot_s=5,
-    host_back_s=30,
-    poll_interval_s=0.2,
-)
-
-
-@pytest.fixture()
-async def env_factory(prefect_harness, tmp_path):
-    with ExitStack() as stack:
-        counter = iter(range(100))
-
-        async def make(**kw):
-            return await build_env(stack, tmp_path / f"env{next(counter)}", **kw)
-
-        yield make
+from tests.fw_env import FAST, faults
 
 
 async def _rollout(env, targets, **kw):

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-from contextlib import ExitStack
-
-import pytest
 from prefect import get_client
 from prefect.client.schemas.filters import (
     FlowFilter,
@@ -14,30 +11,9 @@ from prefect.client.schemas.filters import (
 )
 
 from flows.full_server_update import full_server_update
-from flows.rollout import StepDeadlines
-from tests.fw_env import build_env, faults
+from tests.fw_env import FAST, faults
 
 ORDER = ["idrac", "bios", "cpld", "raid", "nic", "backplane"]
-FAST = StepDeadlines(
-    maintenance_enter_s=60,
-    maintenance_exit_s=60,
-    job_staged_s=60,
-    job_done_s=60,
-    graceful_reboot_s=5,
-    host_back_s=30,
-    poll_interval_s=0.2,
-)
-
-
-@pytest.fixture()
-async def env_factory(prefect_harness, tmp_path):
-    with ExitStack() as stack:
-        counter = iter(range(100))
-
-        async def make(**kw):
-            return await build_env(stack, tmp_path / f"env{next(counter)}", **kw)
-
-        yield make
 
 
 async def _update(env, targets, **kw):
