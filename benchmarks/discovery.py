@@ -17,29 +17,24 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import select
 import shutil
 import signal
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from discovery_parts import READY_LINE, RESULT_PREFIX, run_inside
+from discovery_parts import run_inside
 from discovery_plan import Plan, make_plan
 from discovery_report import report
+from parts_io import BenchError, part_result, wait_ready
 
 SCRIPT = Path(__file__).resolve()
 _LAB_READY_TIMEOUT_S = 180.0
 _PART_TIMEOUT_S = 1800.0
-
-
-class BenchError(Exception):
-    """The run itself broke (not a missed target)."""
 
 
 _SETTINGS_CODE = """
@@ -151,7 +146,7 @@ def lab_process(ip: str, ns: str, state: Path) -> Iterator[None]:
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, env=_child_env(), text=True,
     )  # fmt: skip
     try:
-        _wait_ready(proc, state)
+        wait_ready(proc, state / "lab.log", timeout_s=_LAB_READY_TIMEOUT_S)
         yield
     finally:
         if proc.stdin:
@@ -162,21 +157,6 @@ def lab_process(ip: str, ns: str, state: Path) -> Iterator[None]:
             proc.kill()
             proc.wait()
         log.close()
-
-
-def _wait_ready(proc: subprocess.Popen[str], state: Path) -> None:
-    assert proc.stdout is not None
-    deadline = time.monotonic() + _LAB_READY_TIMEOUT_S
-    while time.monotonic() < deadline:
-        ready, _, _ = select.select([proc.stdout], [], [], 1.0)
-        if ready:
-            line = proc.stdout.readline()
-            if line.strip() == READY_LINE:
-                return
-            if not line:
-                break
-    tail = (state / "lab.log").read_text(errors="replace")[-3000:]
-    raise BenchError(f"the lab did not start (exit {proc.poll()}):\n{tail}")
 
 
 def run_part(ip: str, ns: str, part: str, state: Path, profile: bool) -> dict[str, Any]:
@@ -202,11 +182,7 @@ def run_part(ip: str, ns: str, part: str, state: Path, profile: bool) -> dict[st
     )  # fmt: skip
     if profile and proc.stderr:
         sys.stderr.write(proc.stderr)
-    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith(RESULT_PREFIX)]
-    if proc.returncode != 0 or not lines:
-        raise BenchError(f"{part} failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}")
-    result: dict[str, Any] = json.loads(lines[-1][len(RESULT_PREFIX) :])
-    return result
+    return part_result(part, proc)
 
 
 def _interrupt(signum: int, frame: object) -> None:

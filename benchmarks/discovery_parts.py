@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import cProfile
 import json
-import os
 import pstats
 import resource
 import ssl
@@ -32,32 +31,11 @@ from pathlib import Path
 from typing import Any
 
 from discovery_plan import Plan
-
-RESULT_PREFIX = "RESULT "
-READY_LINE = "READY"
-
-
-def _maxrss_mb() -> float:
-    # Linux reports ru_maxrss in KiB. It survives execve, so a child spawned by a
-    # big parent (vfork) starts at the parent's size: keep the parent lean.
-    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
-
-
-def _hwm_mb() -> float | None:
-    # VmHWM: peak resident set of this process image only (reset at execve).
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return round(int(line.split()[1]) / 1024, 1)
-    except OSError:
-        pass
-    return None
+from parts_io import READY_LINE, emit, hwm_mb, maxrss_mb, write_private
 
 
 def _emit(result: dict[str, Any]) -> None:
-    result["maxrss_mb"] = _maxrss_mb()
-    result["hwm_mb"] = _hwm_mb()
-    print(RESULT_PREFIX + json.dumps(result), flush=True)
+    emit({**result, "maxrss_mb": maxrss_mb(), "hwm_mb": hwm_mb()})
 
 
 def _raise_nofile(wanted: int) -> None:
@@ -109,12 +87,6 @@ async def _hold_hung(plan: Plan, on_ready: Callable[[], None]) -> None:
             transport.close()
 
 
-def _write_private(path: Path, data: dict[str, Any]) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        json.dump(data, f)
-
-
 def serve_lab(plan: Plan, state: Path) -> None:
     """Run the lab iDRACs and the hung BMCs until stdin closes.
 
@@ -141,7 +113,7 @@ def serve_lab(plan: Plan, state: Path) -> None:
             "ca_path": str(lab.ca_path),
             "tags": tags,
         }
-        _write_private(state / "lab.json", info)
+        write_private(state / "lab.json", info)
         asyncio.run(_hold_hung(plan, lambda: print(READY_LINE, flush=True)))
 
 

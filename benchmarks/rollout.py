@@ -21,7 +21,6 @@ import argparse
 import json
 import os
 import re
-import select
 import shutil
 import signal
 import socket
@@ -35,8 +34,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from parts_io import BenchError, part_result, wait_ready
 from rollout_db import DATABASES, Database, database, tree_cpu_s
-from rollout_parts import READY_LINE, RESULT_PREFIX, run_inside
+from rollout_parts import run_inside
 from rollout_plan import Plan, make_plan
 from rollout_report import report
 
@@ -46,10 +46,6 @@ SCRIPT = Path(__file__).resolve()
 _SERVER_READY_TIMEOUT_S = 180.0
 _LAB_READY_TIMEOUT_S = 180.0
 _PART_TIMEOUT_S = 1800.0
-
-
-class BenchError(Exception):
-    """The run itself broke (not a missed target)."""
 
 
 def _free_port() -> int:
@@ -157,28 +153,13 @@ def lab_process(state: Path, env: dict[str, str]) -> Iterator[subprocess.Popen[s
         cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, env=env, text=True
     )
     try:
-        _wait_ready(proc, state)
+        wait_ready(proc, state / "lab.log", timeout_s=_LAB_READY_TIMEOUT_S)
         yield proc
     finally:
         if proc.stdin:
             proc.stdin.close()  # the lab stops at EOF
         _stop(proc)
         log.close()
-
-
-def _wait_ready(proc: subprocess.Popen[str], state: Path) -> None:
-    assert proc.stdout is not None
-    deadline = time.monotonic() + _LAB_READY_TIMEOUT_S
-    while time.monotonic() < deadline:
-        ready, _, _ = select.select([proc.stdout], [], [], 1.0)
-        if ready:
-            line = proc.stdout.readline()
-            if line.strip() == READY_LINE:
-                return
-            if not line:
-                break
-    tail = (state / "lab.log").read_text(errors="replace")[-3000:]
-    raise BenchError(f"the lab did not start (exit {proc.poll()}):\n{tail}")
 
 
 def run_part(part: str, state: Path, env: dict[str, str], profile: bool) -> dict[str, Any]:
@@ -205,11 +186,7 @@ def run_part(part: str, state: Path, env: dict[str, str], profile: bool) -> dict
     (state / f"{part}.log").write_text(proc.stderr)
     if profile and part == "rollout":
         sys.stderr.write(_profile_lines(proc.stderr))
-    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith(RESULT_PREFIX)]
-    if proc.returncode != 0 or not lines:
-        raise BenchError(f"{part} failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}")
-    result: dict[str, Any] = json.loads(lines[-1][len(RESULT_PREFIX) :])
-    return result
+    return part_result(part, proc)
 
 
 def _profile_lines(stderr: str) -> str:

@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import cProfile
 import json
-import os
 import pstats
 import resource
 import sys
@@ -23,43 +22,15 @@ import time
 from pathlib import Path
 from typing import Any
 
+from parts_io import READY_LINE, emit, hwm_mb, maxrss_mb, write_private
 from rollout_plan import CREDENTIALS_BLOCK, INVENTORY_BLOCK, Plan
 from rollout_timings import task_timings
 from rollout_trace import TaskRunServers
-
-RESULT_PREFIX = "RESULT "
-READY_LINE = "READY"
-
-
-def _maxrss_mb() -> float:
-    # Linux reports ru_maxrss in KiB; it survives execve, so the parent stays lean.
-    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
-
-
-def _hwm_mb() -> float | None:
-    # VmHWM: peak resident set of this process image only (reset at execve).
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return round(int(line.split()[1]) / 1024, 1)
-    except OSError:
-        pass
-    return None
 
 
 def _cpu_s() -> float:
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return round(usage.ru_utime + usage.ru_stime, 2)
-
-
-def _emit(result: dict[str, Any]) -> None:
-    print(RESULT_PREFIX + json.dumps(result), flush=True)
-
-
-def _write_private(path: Path, data: dict[str, Any]) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        json.dump(data, f)
 
 
 def serve_lab(plan: Plan, state: Path) -> None:
@@ -100,7 +71,7 @@ def serve_lab(plan: Plan, state: Path) -> None:
                 for b in lab.bmcs
             },
         }
-        _write_private(state / "lab.json", info)
+        write_private(state / "lab.json", info)
         print(READY_LINE, flush=True)
         sys.stdin.buffer.read()  # returns at EOF: the parent is done with us
 
@@ -192,8 +163,8 @@ async def rollout(plan: Plan, state: Path, *, profile: bool) -> dict[str, Any]:
         _dump_profile(prof)
     result: dict[str, Any] = {
         "wall_s": round(wall, 2),
-        "hwm_mb": _hwm_mb(),
-        "maxrss_mb": _maxrss_mb(),
+        "hwm_mb": hwm_mb(),
+        "maxrss_mb": maxrss_mb(),
         "cpu_s": round(_cpu_s() - cpu_before, 2),
         "state": flow_state.type.value,
         "message": flow_state.message,
@@ -246,8 +217,8 @@ def run_inside(part: str, state: Path, *, profile: bool) -> None:
     if part == "lab":
         serve_lab(plan, state)
     elif part == "discover":
-        _emit(asyncio.run(discover(plan, state)))
+        emit(asyncio.run(discover(plan, state)))
     elif part == "rollout":
-        _emit(asyncio.run(rollout(plan, state, profile=profile)))
+        emit(asyncio.run(rollout(plan, state, profile=profile)))
     else:
         raise ValueError(f"unknown part {part!r}")
