@@ -118,6 +118,11 @@ class PostgresServer:
             return None
         return int(first) if first.strip().isdigit() else None
 
+    @property
+    def password(self) -> str:
+        """The superuser's password (random per server; tests check it never leaks)."""
+        return self._password
+
     def url(self, database: str = "postgres", *, driver: str = "psycopg") -> str:
         """SQLAlchemy URL of one database on this server.
 
