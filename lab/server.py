@@ -11,8 +11,6 @@
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
-import threading
 from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any, TypeVar
@@ -22,11 +20,10 @@ from lab.core import LabCore
 from lab.dup import default_packages
 from lab.fleet import Faults, FleetSpec
 from lab.idrac.state import BmcState
+from lab.loop_thread import LoopThread
 from lab.repository import FirmwareRepository
 
 T = TypeVar("T")
-_START_TIMEOUT_S = 120.0
-_CALL_TIMEOUT_S = 60.0
 
 
 class Lab:
@@ -54,8 +51,7 @@ class Lab:
             state_dir=self.state_dir,
             repository=make_repository(repository, fleet=fleet, state_dir=self.state_dir),
         )
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
+        self._runner = LoopThread(name="rackflow-lab", start=self._core.start, stop=self._core.stop)
 
     @property
     def ca_path(self) -> Path:
@@ -90,46 +86,11 @@ class Lab:
             OSError: An address could not be bound (the lab is stopped again).
             TimeoutError: Binding took longer than two minutes.
         """
-        if self._thread is not None:
-            raise RuntimeError("lab already started")
-        loop = asyncio.new_event_loop()
-        started: concurrent.futures.Future[None] = concurrent.futures.Future()
-
-        def run() -> None:
-            asyncio.set_event_loop(loop)
-            try:
-                loop.run_until_complete(self._core.start())
-            except BaseException as exc:
-                started.set_exception(exc)
-                _finish(loop)
-                return
-            started.set_result(None)
-            loop.run_forever()
-            try:
-                loop.run_until_complete(self._core.stop())
-            finally:
-                _finish(loop)
-
-        self._loop = loop
-        self._thread = threading.Thread(target=run, name="rackflow-lab", daemon=True)
-        self._thread.start()
-        try:
-            started.result(timeout=_START_TIMEOUT_S)
-        except BaseException:
-            self._thread.join(timeout=5)
-            self._thread = None
-            self._loop = None
-            raise
+        self._runner.run()
 
     def stop(self) -> None:
         """Stop serving and join the thread (idempotent)."""
-        thread, loop = self._thread, self._loop
-        if thread is None or loop is None:
-            return
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(timeout=30)
-        self._thread = None
-        self._loop = None
+        self._runner.shutdown()
 
     def __enter__(self) -> Lab:
         self.start()
@@ -213,23 +174,7 @@ class Lab:
         return self._call(make)
 
     def _call(self, make: Callable[[], Coroutine[Any, Any, T]]) -> T:
-        loop = self._loop
-        if loop is None:
-            raise RuntimeError("lab is not running")
-        future = asyncio.run_coroutine_threadsafe(make(), loop)
-        return future.result(timeout=_CALL_TIMEOUT_S)
-
-
-def _finish(loop: asyncio.AbstractEventLoop) -> None:
-    # As asyncio.run does: cancel what is left (e.g. a connection accepted
-    # while stopping), let it unwind, then close the loop.
-    tasks = [t for t in asyncio.all_tasks(loop) if not t.done()]
-    for task in tasks:
-        task.cancel()
-    if tasks:
-        loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
-    loop.run_until_complete(loop.shutdown_asyncgens())
-    loop.close()
+        return self._runner.call(make)
 
 
 def make_repository(
