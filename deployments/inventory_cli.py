@@ -1,7 +1,8 @@
 """``rackflow inventory``: look at the machine inventory from a terminal.
 
 Commands: ``list`` (one line per server), ``show KEY`` (one server and its
-firmware), ``export`` (YAML or JSON for other tools). Each reads the store
+firmware), ``export`` (YAML or JSON for other tools; ``--access`` for the
+machine-access file), ``import FILE`` (machines and their reboot paths). Each reads the store
 given by ``--url`` or by an ``InventoryStore`` block (``--block``), else the
 default SQLite file (``~/.rackflow/inventory.db``, ``RACKFLOW_HOME``).
 """
@@ -20,7 +21,13 @@ import typer
 import yaml
 
 from clients.errors import RackflowError
-from clients.inventory import Inventory, ServerRecord, ServerStatus, default_inventory_url
+from clients.inventory import (
+    Inventory,
+    ServerRecord,
+    ServerStatus,
+    access_file,
+    default_inventory_url,
+)
 
 __all__ = ["app"]
 
@@ -149,7 +156,7 @@ _SHOW_FIELDS = (
     ("host name", "host_name"), ("cpus", "cpu_count"), ("memory GiB", "memory_gib"),
     ("first seen", "first_seen"), ("last seen", "last_seen"),
     ("discovery run", "discovery_run_id"), ("vcenter host", "vcenter_host"),
-    ("maas system", "maas_system_id"), ("ssh target", "ssh_target"), ("pdu", "pdu"),
+    ("maas system", "maas_system_id"), ("fqdn", "fqdn"),
 )  # fmt: skip
 
 
@@ -170,6 +177,8 @@ def show_server(
         typer.echo(f"{label.ljust(width)}  {_cell(getattr(value, 'value', value))}")
     if record.attributes:
         typer.echo(f"{'attributes'.ljust(width)}  {json.dumps(record.attributes, sort_keys=True)}")
+    paths = record.access.paths()
+    typer.echo(f"{'reboot paths'.ljust(width)}  {', '.join(paths) if paths else '-'}")
     if not record.firmware:
         typer.echo("\nfirmware: not read yet")
         return
@@ -187,18 +196,63 @@ def export_servers(
     output: Annotated[
         Path | None, typer.Option("--output", "-o", help="Write here instead of stdout")
     ] = None,
+    access: Annotated[
+        bool,
+        typer.Option(
+            "--access", help="Write the machines' reboot paths in the format `import` reads"
+        ),
+    ] = False,
     url: UrlOption = None,
     block: BlockOption = None,
 ) -> None:
-    """Export every server (with firmware) as YAML or JSON."""
+    """Export every server (with firmware) as YAML or JSON, or the machine-access file."""
+    if access:
+        if fmt is ExportFormat.JSON:
+            _fail("--access writes the YAML file `rackflow inventory import` reads: no JSON")
+        with _open(url, block) as inventory:
+            entries = inventory.access_entries()
+        _write(access_file.dump(entries), output, f"{len(entries)} machines")
+        return
     with _open(url, block) as inventory:
         data = inventory.export()
     if fmt is ExportFormat.JSON:
         text = json.dumps(data, indent=2) + "\n"
     else:
         text = yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
+    _write(text, output, f"{len(data)} servers")
+
+
+def _write(text: str, output: Path | None, what: str) -> None:
     if output is None:
         typer.echo(text, nl=False)
         return
     output.write_text(text)
-    typer.echo(f"wrote {len(data)} servers to {output}", err=True)
+    typer.echo(f"wrote {what} to {output}", err=True)
+
+
+@app.command("import")
+def import_machines(
+    path: Annotated[Path, typer.Argument(help="YAML file with a `machines:` list", exists=True)],
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Validate only; write nothing")
+    ] = False,
+    url: UrlOption = None,
+    block: BlockOption = None,
+) -> None:
+    """Import machines and their reboot paths (SSH, IPMI, PDU, iLO, Xen, Bugzilla).
+
+    The whole file is validated first; any error (named by line and machine)
+    means nothing is written.
+    """
+    try:
+        entries = access_file.load(path.read_text(), source=str(path))
+    except RackflowError as exc:
+        _fail(str(exc))
+    if dry_run:
+        typer.echo(f"{path}: {len(entries)} machines, all valid (dry run: nothing written)")
+        return
+    with _open(url, block) as inventory:
+        counts = inventory.register(entries)
+    typer.echo(
+        f"imported {len(entries)} machines ({counts['created']} new, {counts['updated']} updated)"
+    )

@@ -96,7 +96,7 @@ class InventoryContract:
         assert inventory.upsert(refused) == UpsertResult.CREATED
         placeholder = inventory.get("bmc:127.10.0.4:8443")
         assert placeholder is not None and placeholder.status is ServerStatus.AUTH_FAILED
-        inventory.annotate("127.10.0.4", pdu="pdu-1/7", attributes={"rack": "R12"})
+        inventory.annotate("127.10.0.4", vcenter_host="esx-7", attributes={"rack": "R12"})
 
         known = obs("127.10.0.4", service_tag="TAG0004", seen_at=T0 + timedelta(minutes=5))
         assert inventory.upsert(known) == UpsertResult.UPDATED
@@ -105,7 +105,7 @@ class InventoryContract:
         assert record.identity == "TAG0004" and record.id == placeholder.id
         assert record.status is ServerStatus.ONLINE
         assert record.first_seen == T0
-        assert record.pdu == "pdu-1/7" and record.attributes == {"rack": "R12"}
+        assert record.vcenter_host == "esx-7" and record.attributes == {"rack": "R12"}
         assert inventory.get("bmc:127.10.0.4:8443") is None
 
     def test_uuid_placeholder_merged_into_existing_tag_row(self, inventory: Inventory) -> None:

@@ -43,7 +43,7 @@ def url(tmp_path: Path) -> str:
         inventory.upsert(
             obs("127.10.0.3", status=ServerStatus.AUTH_FAILED, seen_at=T0 + timedelta(minutes=1))
         )
-        inventory.annotate("8CYCZ23", pdu="pdu-a/3", attributes={"rack": "R12"})
+        inventory.annotate("8CYCZ23", vcenter_host="esx-r12-3", attributes={"rack": "R12"})
     return url
 
 
@@ -94,7 +94,7 @@ def test_show_by_tag_and_by_address(url: str) -> None:
         "bmc              127.10.0.1:8443",
         "status           online",
     ]
-    assert "pdu              pdu-a/3" in result.stdout
+    assert "vcenter host     esx-r12-3" in result.stdout
     assert 'attributes       {"rack": "R12"}' in result.stdout
     assert "firmware (2 components):" in result.stdout
     assert "  idrac  iDRAC.Embedded.1-1  7.00.00.00" in result.stdout

@@ -11,6 +11,8 @@ Example::
             print(server.identity, server.bmc_endpoint)
 """
 
+from clients.inventory import access_file
+from clients.inventory.access import MachineAccess, MachineEntry
 from clients.inventory.engine import default_inventory_url
 from clients.inventory.models import (
     FirmwareObservation,
@@ -24,6 +26,9 @@ from clients.inventory.store import Inventory, parse_endpoint
 __all__ = [
     "FirmwareObservation",
     "Inventory",
+    "MachineAccess",
+    "MachineEntry",
+    "access_file",
     "ServerObservation",
     "ServerRecord",
     "ServerStatus",

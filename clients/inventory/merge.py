@@ -24,7 +24,7 @@ from clients.inventory.schema import FirmwareRow, ServerRow
 
 __all__ = ["identity_for", "normalize_tag", "normalize_uuid", "upsert_observation"]
 
-_LINK_FIELDS = ("vcenter_host", "maas_system_id", "ssh_target", "pdu")
+_LINK_FIELDS = ("vcenter_host", "maas_system_id", "fqdn")
 
 
 def normalize_tag(tag: str | None) -> str | None:
@@ -107,6 +107,8 @@ def _absorb(row: ServerRow, other: ServerRow) -> None:
         if getattr(row, name) is None and getattr(other, name) is not None:
             setattr(row, name, getattr(other, name))
     row.attributes = {**(other.attributes or {}), **(row.attributes or {})}
+    if not row.access and other.access:
+        row.access = dict(other.access)
     row.first_seen = min(row.first_seen, other.first_seen)
     if not row.firmware and other.firmware:
         row.firmware = [_copy_firmware(fw) for fw in other.firmware]

@@ -13,6 +13,8 @@ from typing import Any
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
+from clients.inventory.access import MachineAccess
+
 __all__ = [
     "FirmwareObservation",
     "ServerObservation",
@@ -29,6 +31,8 @@ class ServerStatus(StrEnum):
     ONLINE = "online"
     OFFLINE = "offline"
     AUTH_FAILED = "auth-failed"
+    # Known from an import (its reboot paths), not seen by discovery yet.
+    REGISTERED = "registered"
 
 
 class UpsertResult(StrEnum):
@@ -144,8 +148,8 @@ class ServerRecord(BaseModel):
     discovery_run_id: str | None = None
     vcenter_host: str | None = None
     maas_system_id: str | None = None
-    ssh_target: str | None = None
-    pdu: str | None = None
+    fqdn: str | None = None
+    access: MachineAccess = Field(default_factory=MachineAccess)
     attributes: dict[str, Any] = Field(default_factory=dict)
     firmware: list[FirmwareObservation] = Field(default_factory=list)
 

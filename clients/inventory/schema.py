@@ -105,8 +105,9 @@ class ServerRow(Base):
     discovery_run_id: Mapped[str | None] = mapped_column(String(64))
     vcenter_host: Mapped[str | None] = mapped_column(String(255))
     maas_system_id: Mapped[str | None] = mapped_column(String(64))
-    ssh_target: Mapped[str | None] = mapped_column(String(255))
-    pdu: Mapped[str | None] = mapped_column(String(255))
+    fqdn: Mapped[str | None] = mapped_column(String(255), unique=True)
+    # The machine's reboot paths (clients.inventory.access.MachineAccess as JSON).
+    access: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     attributes: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
 
     firmware: Mapped[list[FirmwareRow]] = relationship(

@@ -10,6 +10,7 @@ from __future__ import annotations
 import builtins
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any
 
@@ -17,6 +18,7 @@ from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session, selectinload, sessionmaker
 
 from clients.errors import PreconditionError
+from clients.inventory.access import MachineAccess, MachineEntry
 from clients.inventory.engine import db_errors, make_engine, normalize_url, redacted, sqlite_path
 from clients.inventory.merge import normalize_tag, upsert_observation
 from clients.inventory.migrate import upgrade_to_head
@@ -31,7 +33,7 @@ from clients.inventory.schema import ServerRow
 
 __all__ = ["Inventory", "parse_endpoint"]
 
-_ANNOTATABLE = ("vcenter_host", "maas_system_id", "ssh_target", "pdu")
+_ANNOTATABLE = ("vcenter_host", "maas_system_id")
 
 
 def parse_endpoint(key: str) -> tuple[str, int | None]:
@@ -240,6 +242,7 @@ class Inventory:
             (ServerRow.identity == key)
             | (ServerRow.service_tag == normalize_tag(key))
             | (ServerRow.identity == key.lower())
+            | (ServerRow.fqdn == key.lower().rstrip("."))
         )
         row = session.scalars(by_name.options(selectinload(ServerRow.firmware))).first()
         if row is not None:
@@ -261,7 +264,7 @@ class Inventory:
         """Find one server by service tag, identity, or BMC address.
 
         Args:
-            key: ``8CYCZ23``, ``uuid:...``, ``bmc:127.10.0.5:8443``,
+            key: ``8CYCZ23``, ``web01.example.com`` (FQDN), ``uuid:...``, ``bmc:127.10.0.5:8443``,
                 ``127.10.0.5`` or ``127.10.0.5:8443``.
 
         Returns:
@@ -327,8 +330,8 @@ class Inventory:
         Args:
             key: As for :meth:`get`.
             attributes: Keys merged into the server's attributes (None values delete).
-            **links: Any of ``vcenter_host``, ``maas_system_id``, ``ssh_target``,
-                ``pdu`` (``"host/outlet"``).
+            **links: ``vcenter_host`` or ``maas_system_id`` (reboot paths are
+                set with :meth:`register`).
 
         Returns:
             The updated record.
@@ -350,6 +353,88 @@ class Inventory:
                 row.attributes = {k: v for k, v in merged.items() if v is not None}
             session.flush()
             return _to_record(row)
+
+    def register(self, entries: Iterable[MachineEntry]) -> dict[str, int]:
+        """Record machines and their reboot paths (an import), all or nothing.
+
+        A machine is matched by service tag, then by FQDN; a match gets the
+        entry's FQDN/service tag (when given) and its reboot paths replaced by
+        the entry's (the file is the truth for access). An unknown machine is
+        created with status REGISTERED and identity = service tag, else FQDN.
+
+        Args:
+            entries: Validated entries (see :func:`clients.inventory.access_file.load`).
+
+        Returns:
+            ``{"created": n, "updated": m}``.
+
+        Raises:
+            PreconditionError: An entry's tag and name match two different machines,
+                or its name is taken by another machine.
+        """
+        counts = {"created": 0, "updated": 0}
+        with self._transaction() as session:
+            for entry in entries:
+                row = self._match_entry(session, entry)
+                if row is None:
+                    now = datetime.now(UTC)
+                    row = ServerRow(
+                        identity=entry.service_tag or str(entry.name),
+                        status=ServerStatus.REGISTERED.value,
+                        first_seen=now,
+                        last_seen=now,
+                        attributes={},
+                    )
+                    session.add(row)
+                    counts["created"] += 1
+                else:
+                    counts["updated"] += 1
+                if entry.service_tag is not None:
+                    row.service_tag = entry.service_tag
+                if entry.name is not None:
+                    row.fqdn = entry.name
+                row.access = entry.access().model_dump(mode="json", exclude_none=True)
+                session.flush()
+        return counts
+
+    def _match_entry(self, session: Session, entry: MachineEntry) -> ServerRow | None:
+        by_tag = self._find(session, entry.service_tag) if entry.service_tag else None
+        by_name = None
+        if entry.name is not None:
+            query = select(ServerRow).where(
+                (ServerRow.fqdn == entry.name) | (ServerRow.identity == entry.name)
+            )
+            by_name = session.scalars(query).first()
+        if by_tag is not None and by_name is not None and by_tag.id != by_name.id:
+            raise PreconditionError(
+                subject=str(entry.name),
+                reason=(
+                    f"name belongs to {by_name.identity} but service tag {entry.service_tag} "
+                    f"to {by_tag.identity}"
+                ),
+            )
+        return by_tag or by_name
+
+    def access_entries(self) -> builtins.list[MachineEntry]:
+        """Every machine that has reboot paths, as import entries (for ``export --access``).
+
+        Returns:
+            Entries ordered by identity; importing them again changes nothing.
+        """
+        result: builtins.list[MachineEntry] = []
+        for record in self.list():
+            if record.access == MachineAccess() and record.status != ServerStatus.REGISTERED:
+                continue
+            result.append(
+                MachineEntry.model_validate(
+                    {
+                        "name": record.fqdn,
+                        "service_tag": record.service_tag,
+                        **record.access.model_dump(exclude_none=True),
+                    }
+                )
+            )
+        return result
 
     def export(self) -> builtins.list[dict[str, Any]]:
         """Dump every server as plain data (JSON types only) for YAML or JSON.
