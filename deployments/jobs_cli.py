@@ -18,6 +18,7 @@ from prefect.client.schemas.objects import FlowRun
 from prefect.client.schemas.sorting import FlowRunSort
 from prefect.states import Cancelling
 
+from tasks.cancel import STOP_REQUESTED, STOPS_BETWEEN_STEPS
 from tasks.lease import machine_tag
 
 app = typer.Typer(help="Job history per machine, and control of runs.")
@@ -123,12 +124,24 @@ def status(run: Annotated[str, typer.Argument(help="Flow run id or name")]) -> N
 
 @app.command("cancel")
 def cancel(run: Annotated[str, typer.Argument(help="Flow run id or name")]) -> None:
-    """Ask a run to stop (it moves to Cancelling, then Cancelled)."""
+    """Ask a run to stop.
+
+    Runs that stop between steps (reboot chains) are asked to stop after the
+    current step and end Cancelled by themselves, with what they did recorded;
+    other runs move to Cancelling, then Cancelled.
+    """
 
     async def stop() -> str:
         async with get_client() as client:
             fr = await _find(client, run)
+            if fr.state is not None and fr.state.is_final():
+                raise typer.BadParameter(f"{fr.name} already ended ({fr.state.name})")
+            running = fr.state is not None and fr.state.is_running()
+            if running and STOPS_BETWEEN_STEPS in fr.tags:
+                if STOP_REQUESTED not in fr.tags:
+                    await client.update_flow_run(fr.id, tags=[*fr.tags, STOP_REQUESTED])
+                return f"asked {fr.name} to stop after its current step"
             await client.set_flow_run_state(fr.id, Cancelling(message="cancelled by rackflow"))
-            return fr.name
+            return f"cancelling {fr.name}"
 
-    typer.echo(f"cancelling {asyncio.run(stop())}")
+    typer.echo(asyncio.run(stop()))

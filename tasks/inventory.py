@@ -21,7 +21,12 @@ from clients.errors import PreconditionError
 from clients.inventory import ServerObservation, ServerRecord, ServerStatus
 from tasks.retry import retry_on_transient
 
-__all__ = ["load_inventory_store", "mark_servers_offline", "record_servers"]
+__all__ = [
+    "load_inventory_store",
+    "load_machine",
+    "mark_servers_offline",
+    "record_servers",
+]
 
 
 def load_inventory_store(inventory_block: str | None) -> InventoryStore:
@@ -185,3 +190,32 @@ def note_pending_change(
     store = load_inventory_store(inventory_block)
     with store.get_client() as inventory:
         inventory.annotate(key, attributes={f"pending:{change}": detail})
+
+
+@task(
+    cache_policy=NO_CACHE, retries=3, retry_delay_seconds=2, retry_condition_fn=retry_on_transient
+)
+def load_machine(machine: str, inventory_block: str | None = None) -> ServerRecord:
+    """The inventory record of one managed machine (its identity and reboot paths).
+
+    Args:
+        machine: Service tag, FQDN, or any key :meth:`Inventory.get` accepts.
+        inventory_block: ``InventoryStore`` block name (None: the default store).
+
+    Returns:
+        The record.
+
+    Raises:
+        PreconditionError: The machine is not in the inventory: rackflow acts only
+            on machines it manages.
+    """
+    store = load_inventory_store(inventory_block)
+    with store.get_client() as inventory:
+        record = inventory.get(machine)
+    if record is None:
+        raise PreconditionError(
+            subject=machine,
+            reason="not in the inventory: only managed machines are acted on "
+            "(add it with `rackflow inventory import`)",
+        )
+    return record
