@@ -80,6 +80,7 @@ class RemoteError(RackflowError):
         message: Human-readable message from the peer.
         extended_info: The raw extended information list, when the peer sent one.
         target: Address or URL that answered.
+        protocol: Whose status it is (``HTTP``, ``IPMI``, ``SNMP``, ``XenAPI``), for the message.
     """
 
     def __init__(
@@ -90,15 +91,17 @@ class RemoteError(RackflowError):
         message: str = "",
         extended_info: Sequence[dict[str, Any]] = (),
         target: str = "",
+        protocol: str = "HTTP",
     ) -> None:
         self.status = status
         self.code = code
         self.message = message
         self.extended_info = list(extended_info)
         self.target = target
+        self.protocol = protocol
         where = f"{target}: " if target else ""
         what = f" {code}" if code else ""
-        super().__init__(f"{where}HTTP {status}{what}: {message}".rstrip(": "))
+        super().__init__(f"{where}{protocol} {status}{what}: {message}".rstrip(": "))
 
 
 class AuthError(RemoteError):

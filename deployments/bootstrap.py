@@ -17,7 +17,7 @@ from prefect.client.orchestration import get_client
 from prefect.client.schemas.actions import WorkPoolCreate
 from prefect.exceptions import ObjectAlreadyExists
 
-from blocks import InventoryStore, RedfishCredentials, VCenterCredentials
+import blocks
 
 REPO = Path(__file__).resolve().parent.parent
 POOL = "onprem"
@@ -47,7 +47,8 @@ def register_blocks() -> list[str]:
         The block type slugs registered.
     """
     slugs = []
-    for block in (RedfishCredentials, InventoryStore, VCenterCredentials):
+    for name in blocks.__all__:
+        block = getattr(blocks, name)
         block.register_type_and_schema()
         slugs.append(block.get_block_type_slug())
     return slugs

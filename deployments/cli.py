@@ -137,9 +137,10 @@ def lab_up(
 @blocks_app.command("register")
 def blocks_register() -> None:
     """Register rackflow's block types with the Prefect server."""
-    from blocks import InventoryStore, RedfishCredentials, VCenterCredentials
+    import blocks
 
-    for block in (RedfishCredentials, InventoryStore, VCenterCredentials):
+    for name in blocks.__all__:
+        block = getattr(blocks, name)
         block.register_type_and_schema()
         typer.echo(f"registered {block.get_block_type_slug()}")
 

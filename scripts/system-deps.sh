@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Install the Debian packages rackflow's tests and benchmarks use, once.
 set -euo pipefail
-packages=(postgresql iproute2 iptables golang-go golang-github-vmware-govmomi-dev)
+# openipmi (ipmi_sim), snmpd, openssh-server: real peers of the reboot lab.
+packages=(postgresql iproute2 iptables golang-go golang-github-vmware-govmomi-dev
+  openipmi snmpd openssh-server)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

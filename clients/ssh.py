@@ -1,0 +1,456 @@
+"""SSH to a machine's OS (paramiko): run a command, reboot it.
+
+Host keys are checked against the known_hosts text the caller gives, and
+nothing else: an unknown or changed host key is refused with
+:class:`HostKeyError` naming the host and the key's fingerprint, never
+accepted on first use. Only the given private key is offered (no agent, no
+``~/.ssh`` keys). The API is synchronous (paramiko is); async callers use
+``asyncio.to_thread``.
+
+A real ``reboot`` often kills the SSH session before the command returns, so
+:meth:`SshClient.reboot` counts "the session ended after the command was
+sent" as accepted, like exit status 0.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import NoReturn
+
+import paramiko
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+
+from clients.errors import (
+    AuthError,
+    DeadlineExceeded,
+    PreconditionError,
+    ProtocolError,
+    RackflowError,
+    RemoteError,
+    TransportError,
+)
+
+__all__ = [
+    "LINUX_REBOOT_COMMANDS",
+    "WINDOWS_REBOOT_COMMANDS",
+    "CommandFailure",
+    "CommandResult",
+    "HostKeyError",
+    "RebootFailed",
+    "RebootResult",
+    "SshClient",
+    "load_private_key",
+]
+
+logger = logging.getLogger("rackflow.clients.ssh")
+
+LINUX_REBOOT_COMMANDS = ("reboot", "shutdown -r now")
+WINDOWS_REBOOT_COMMANDS = ("shutdown /r /t 0",)
+# SSH_DISCONNECT_NO_MORE_AUTH_METHODS_AVAILABLE (RFC 4253 11.1): SSH's own
+# "credentials refused" code, used as RemoteError.status.
+_SSH_AUTH_REFUSED = 14
+
+
+class HostKeyError(PreconditionError):
+    """The host's key is not one known_hosts lists for it (unknown, or changed).
+
+    A :class:`PreconditionError`, not an :class:`AuthError`: the host did not
+    refuse our credentials, rackflow refused to trust the host. The fix is the
+    known_hosts input (after checking the key out of band), never a retry and
+    never the private key; a changed key may be a man in the middle.
+
+    Args:
+        host: The host as known_hosts names it (``[address]:port`` off port 22).
+        key_type: Type of the key the host offered, e.g. ``ssh-ed25519``.
+        fingerprint: Its SHA256 fingerprint, as ``ssh-keygen -l`` prints it.
+        expected: Fingerprint known_hosts has for the host, when it has one.
+    """
+
+    def __init__(
+        self, *, host: str, key_type: str, fingerprint: str, expected: str | None = None
+    ) -> None:
+        self.host = host
+        self.key_type = key_type
+        self.fingerprint = fingerprint
+        self.expected = expected
+        if expected is None:
+            reason = (
+                f"host key {key_type} {fingerprint} is not in known_hosts: refusing to "
+                "connect (verify it out of band, then add it to the credentials' known_hosts)"
+            )
+        else:
+            reason = (
+                f"host key CHANGED: host offers {key_type} {fingerprint}, known_hosts has "
+                f"{expected}: refusing to connect (possible man-in-the-middle)"
+            )
+        super().__init__(subject=host, reason=reason)
+
+
+@dataclass(frozen=True)
+class CommandResult:
+    """What a remote command did."""
+
+    exit_status: int
+    stdout: str
+    stderr: str
+
+
+@dataclass(frozen=True)
+class CommandFailure:
+    """A reboot command the host did not accept."""
+
+    command: str
+    exit_status: int | None
+    error: str
+
+
+@dataclass(frozen=True)
+class RebootResult:
+    """Which reboot command was accepted, and what failed before it.
+
+    Attributes:
+        command: The accepted command.
+        session_dropped: True when the session ended before the command returned
+            (a real reboot killing sshd), False when it exited 0.
+        failures: Commands tried before, with their errors.
+    """
+
+    command: str
+    session_dropped: bool
+    failures: tuple[CommandFailure, ...] = ()
+
+
+class RebootFailed(RemoteError):
+    """Every reboot command failed; the message lists each command's error.
+
+    Args:
+        target: The host.
+        failures: Each command tried and why it failed.
+    """
+
+    def __init__(self, *, target: str, failures: Sequence[CommandFailure]) -> None:
+        self.failures = list(failures)
+        listed = "; ".join(f"{f.command!r}: {f.error}" for f in self.failures)
+        statuses = [f.exit_status for f in self.failures if f.exit_status is not None]
+        super().__init__(
+            status=statuses[-1] if statuses else -1,
+            code="reboot-failed",
+            message=f"no reboot command was accepted: {listed}",
+            target=target,
+        )
+
+
+class _RejectUnknown(paramiko.RejectPolicy):
+    # paramiko's RejectPolicy raises a bare SSHException without the key: say which key.
+    def missing_host_key(
+        self, client: paramiko.SSHClient, hostname: str, key: paramiko.PKey
+    ) -> NoReturn:
+        raise HostKeyError(host=hostname, key_type=key.get_name(), fingerprint=key.fingerprint)
+
+
+def load_private_key(text: str, passphrase: str | None = None) -> paramiko.PKey:
+    """Read an OpenSSH or PEM private key (ed25519, ECDSA or RSA) from text.
+
+    Args:
+        text: The key file's content.
+        passphrase: Its passphrase, when encrypted.
+
+    Returns:
+        The paramiko key.
+
+    Raises:
+        PreconditionError: Not a readable key, an unsupported type, or a missing or
+            wrong passphrase. The message never contains the key.
+    """
+    data = text.strip().encode() + b"\n"
+    password = passphrase.encode() if passphrase else None
+    try:
+        loaded = _parse_key(data, password)
+    except TypeError:  # cryptography: encrypted without a password (or the reverse)
+        if password is not None:
+            return load_private_key(text, None)
+        raise PreconditionError(
+            subject="private_key", reason="the key is encrypted: a passphrase is needed"
+        ) from None
+    except Exception:  # noqa: BLE001 - never chain: a parser's message could quote the key
+        loaded = None
+    kind: type[paramiko.PKey]
+    if isinstance(loaded, ed25519.Ed25519PrivateKey):
+        kind = paramiko.Ed25519Key
+    elif isinstance(loaded, ec.EllipticCurvePrivateKey):
+        kind = paramiko.ECDSAKey
+    elif isinstance(loaded, rsa.RSAPrivateKey):
+        kind = paramiko.RSAKey
+    else:
+        raise PreconditionError(
+            subject="private_key",
+            reason="not a readable ed25519, ECDSA or RSA private key (or a wrong passphrase)",
+        )
+    try:
+        return kind.from_private_key(io.StringIO(data.decode()), password=passphrase or None)
+    except Exception:  # noqa: BLE001 - same: no key text in errors
+        raise PreconditionError(
+            subject="private_key", reason="paramiko could not load it"
+        ) from None
+
+
+def _parse_key(data: bytes, password: bytes | None) -> object:
+    try:
+        return serialization.load_ssh_private_key(data, password=password)
+    except ValueError:  # not OpenSSH format: legacy PEM
+        return serialization.load_pem_private_key(data, password=password)
+
+
+def _host_keys(known_hosts: str, into: paramiko.HostKeys) -> None:
+    for number, raw in enumerate(known_hosts.splitlines(), 1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        if line.startswith("@"):
+            # Ignoring a @revoked line would trust a revoked key: refuse instead.
+            raise PreconditionError(
+                subject="known_hosts",
+                reason=f"line {number}: @cert-authority / @revoked markers are not supported",
+            )
+        try:
+            entry = paramiko.hostkeys.HostKeyEntry.from_line(line, number)
+        except (paramiko.SSHException, ValueError):
+            entry = None
+        if entry is None or entry.key is None:
+            # Skipping an unreadable or unknown-type line can only trust fewer keys.
+            logger.debug("known_hosts line %d skipped: unreadable or unsupported", number)
+            continue
+        for name in entry.hostnames:
+            into.add(name, entry.key.get_name(), entry.key)
+
+
+class SshClient:
+    """One SSH connection to a host, authenticated with a private key.
+
+    No network I/O until entered (``with SshClient(...) as ssh:``) or :meth:`connect`.
+
+    Args:
+        host: Address or host name.
+        port: SSH port.
+        user: Login user.
+        private_key: The private key's text (OpenSSH or PEM).
+        passphrase: The key's passphrase, when encrypted.
+        known_hosts: known_hosts content: the only host keys trusted.
+        connect_timeout_s: Limit for TCP connect, banner, key exchange and authentication.
+    """
+
+    def __init__(
+        self,
+        *,
+        host: str,
+        port: int = 22,
+        user: str,
+        private_key: str,
+        passphrase: str | None = None,
+        known_hosts: str,
+        connect_timeout_s: float = 10.0,
+    ) -> None:
+        self.host = host
+        self.port = port
+        self.user = user
+        self._private_key = private_key
+        self._passphrase = passphrase
+        self._known_hosts = known_hosts
+        self._timeout = connect_timeout_s
+        self._client: paramiko.SSHClient | None = None
+        self.target = f"[{host}]:{port}" if port != 22 or ":" in host else host
+
+    def __repr__(self) -> str:
+        """User and host only: never the key."""
+        return f"SshClient({self.user}@{self.target})"
+
+    def __enter__(self) -> SshClient:
+        self.connect()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def connect(self) -> None:
+        """Open and authenticate the connection (no-op when open).
+
+        Raises:
+            HostKeyError: The host key is unknown or changed (nothing was sent).
+            AuthError: The host refused the key for this user.
+            TransportError: Could not connect, or the connection broke.
+            ProtocolError: No common algorithms with the host.
+            PreconditionError: Unreadable private key or known_hosts.
+        """
+        if self._client is not None:
+            return
+        pkey = load_private_key(self._private_key, self._passphrase)
+        client = paramiko.SSHClient()
+        _host_keys(self._known_hosts, client.get_host_keys())
+        client.set_missing_host_key_policy(_RejectUnknown())
+        t = self._timeout
+        try:
+            client.connect(
+                self.host,
+                port=self.port,
+                username=self.user,
+                pkey=pkey,
+                timeout=t,
+                banner_timeout=t,
+                auth_timeout=t,
+                channel_timeout=t,
+                allow_agent=False,
+                look_for_keys=False,
+            )
+        except BaseException as exc:
+            client.close()
+            if isinstance(exc, (paramiko.SSHException, OSError, EOFError)):
+                raise self._connect_error(exc) from exc
+            raise
+        self._client = client
+        logger.debug("ssh %s@%s: connected", self.user, self.target)
+
+    def close(self) -> None:
+        """Close the connection (idempotent)."""
+        client, self._client = self._client, None
+        if client is not None:
+            client.close()
+
+    def run(self, command: str, *, timeout_s: float = 30.0) -> CommandResult:
+        """Run a command and collect its exit status and output.
+
+        Args:
+            command: Shell command line (must not carry secrets: hosts log them).
+            timeout_s: Limit for the whole command.
+
+        Returns:
+            Exit status, stdout and stderr (decoded, undecodable bytes replaced).
+
+        Raises:
+            TransportError: The connection broke, or the session ended without an exit status.
+            DeadlineExceeded: The command did not finish in time (its channel is closed).
+            PreconditionError: Not connected.
+        """
+        result = self._execute(command, timeout_s)
+        if result is None:
+            raise TransportError(
+                target=self.target, reason=f"session ended before {command!r} reported its exit"
+            )
+        return result
+
+    def reboot(
+        self,
+        *,
+        commands: Sequence[str] | None = None,
+        windows: bool = False,
+        timeout_s: float = 20.0,
+    ) -> RebootResult:
+        """Ask the OS to reboot, trying each command until one is accepted.
+
+        A command is accepted when it exits 0, or when the session ends after it
+        was sent (a reboot kills sshd, often before the command returns).
+
+        Args:
+            commands: Commands in order of preference; default
+                :data:`LINUX_REBOOT_COMMANDS` or :data:`WINDOWS_REBOOT_COMMANDS`.
+            windows: The host runs Windows (OpenSSH for Windows): default to
+                ``shutdown /r /t 0``.
+            timeout_s: Limit for each command.
+
+        Returns:
+            The accepted command and the failures before it.
+
+        Raises:
+            RebootFailed: No command was accepted (the message lists each error).
+            TransportError: The connection broke before a command was sent.
+        """
+        tried = tuple(commands or (WINDOWS_REBOOT_COMMANDS if windows else LINUX_REBOOT_COMMANDS))
+        failures: list[CommandFailure] = []
+        for command in tried:
+            try:
+                result = self._execute(command, timeout_s)
+            except DeadlineExceeded:
+                failures.append(CommandFailure(command, None, f"no exit after {timeout_s:g} s"))
+                continue
+            if result is None or result.exit_status == 0:
+                logger.info("ssh %s: reboot accepted: %r", self.target, command)
+                return RebootResult(command, result is None, tuple(failures))
+            error = (result.stderr.strip() or result.stdout.strip())[-500:]
+            failures.append(
+                CommandFailure(command, result.exit_status, f"exit {result.exit_status}: {error}")
+            )
+            logger.info("ssh %s: %r failed: exit %d", self.target, command, result.exit_status)
+        raise RebootFailed(target=self.target, failures=failures)
+
+    def _transport(self) -> paramiko.Transport:
+        transport = self._client.get_transport() if self._client is not None else None
+        if transport is None:
+            raise PreconditionError(subject=self.target, reason="not connected (use `with`)")
+        return transport
+
+    def _execute(self, command: str, timeout_s: float) -> CommandResult | None:
+        """Run ``command``; None when the session ended after it was sent, without an exit."""
+        transport = self._transport()
+        try:
+            channel = transport.open_session(timeout=timeout_s)
+            channel.exec_command(command)
+        except (paramiko.SSHException, OSError, EOFError) as exc:
+            raise TransportError(
+                target=self.target, reason=f"cannot run {command!r}: {exc}"
+            ) from exc
+        try:
+            return self._collect(channel, command, timeout_s)
+        finally:
+            channel.close()
+
+    def _collect(
+        self, channel: paramiko.Channel, command: str, timeout_s: float
+    ) -> CommandResult | None:
+        start = time.monotonic()
+        out, err = bytearray(), bytearray()
+        while True:
+            # status_event is set by the exit status and by the channel closing.
+            done = channel.status_event.wait(0.05)
+            while channel.recv_ready():
+                out += channel.recv(65536)
+            while channel.recv_stderr_ready():
+                err += channel.recv_stderr(65536)
+            # sshd may send the exit status before the last output: wait for EOF too.
+            if done and (channel.eof_received or channel.closed):
+                break
+            waited = time.monotonic() - start
+            if waited > timeout_s:
+                raise DeadlineExceeded(operation=f"{self.target}: {command!r}", waited_s=waited)
+            if done:
+                time.sleep(0.005)
+        if channel.exit_status == -1:  # closed without exit-status: the session was killed
+            return None
+        return CommandResult(
+            channel.exit_status, out.decode(errors="replace"), err.decode(errors="replace")
+        )
+
+    def _connect_error(self, exc: BaseException) -> RackflowError:
+        if isinstance(exc, paramiko.BadHostKeyException):
+            return HostKeyError(
+                host=self.target,
+                key_type=exc.key.get_name(),
+                fingerprint=exc.key.fingerprint,
+                expected=exc.expected_key.fingerprint,
+            )
+        if isinstance(exc, paramiko.AuthenticationException):
+            return AuthError(
+                status=_SSH_AUTH_REFUSED,
+                code="SSH_DISCONNECT_NO_MORE_AUTH_METHODS_AVAILABLE",
+                message=f"the host refused the private key for user {self.user!r}",
+                target=self.target,
+            )
+        if isinstance(exc, paramiko.ssh_exception.IncompatiblePeer):
+            return ProtocolError(target=self.target, detail=f"no common SSH algorithms: {exc}")
+        if isinstance(exc, TimeoutError):
+            return TransportError(target=self.target, reason=f"timed out after {self._timeout:g} s")
+        # Refused, reset, banner not read (host still booting), EOF mid-handshake.
+        return TransportError(target=self.target, reason=str(exc) or type(exc).__name__)
