@@ -142,6 +142,7 @@ class RebootFailed(RemoteError):
             code="reboot-failed",
             message=f"no reboot command was accepted: {listed}",
             target=target,
+            protocol="SSH exit",
         )
 
 
@@ -443,6 +444,7 @@ class SshClient:
             )
         if isinstance(exc, paramiko.AuthenticationException):
             return AuthError(
+                protocol="SSH",
                 status=_SSH_AUTH_REFUSED,
                 code="SSH_DISCONNECT_NO_MORE_AUTH_METHODS_AVAILABLE",
                 message=f"the host refused the private key for user {self.user!r}",

@@ -1,0 +1,298 @@
+"""Reboot actions: the escalating chain and one flow (deployment) per method.
+
+Every flow takes a machine known to the inventory (service tag or FQDN; an
+unknown host is refused before anything is touched), holds the machine's
+lease while it acts, tags its run ``machine:<id>`` for the job history, and
+verifies the reboot by watching the machine go down and come back
+(:mod:`flows.reboot_chain`). ``reboot`` tries methods in turn and files (or
+comments on) a Bugzilla bug when all fail; ``ssh-reboot``, ``ipmi-reboot``,
+``snmp-reboot``, ``ilo-reboot`` and ``xenapi-reboot`` run one method;
+``ipmi-power`` runs one IPMI power action; ``ping`` only looks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import getpass
+from typing import Literal
+
+from prefect import flow, get_run_logger
+from prefect.runtime import deployment, flow_run
+from prefect.states import Cancelled, Completed, Failed, State
+
+from clients.errors import PreconditionError
+from clients.inventory import ServerRecord
+from flows.reboot_chain import (
+    DEFAULT_METHODS,
+    ChainDeadlines,
+    RebootMethod,
+    RebootResult,
+    ping_target,
+    run_chain,
+)
+from tasks.bug_report import file_bugzilla_bug
+from tasks.cancel import mark_stoppable
+from tasks.inventory import load_machine
+from tasks.ipmi import ipmi_power
+from tasks.lease import machine_lease, tag_current_run
+from tasks.ping import check_reachable
+
+__all__ = [
+    "file_bug_flow",
+    "ilo_reboot_flow",
+    "ipmi_power_flow",
+    "ipmi_reboot_flow",
+    "ping_flow",
+    "reboot_flow",
+    "snmp_reboot_flow",
+    "ssh_reboot_flow",
+    "xenapi_reboot_flow",
+]
+
+
+def _requested_by(requested_by: str | None) -> str:
+    if requested_by:
+        return requested_by
+    if deployment.id:
+        return f"deployment {deployment.name}, run {flow_run.name}"
+    return getpass.getuser()
+
+
+def bug_summary(record: ServerRecord) -> str:
+    """The summary every chain failure of this machine files under (so bugs dedupe)."""
+    return f"{record.fqdn or record.identity}: unresponsive, every reboot method failed"
+
+
+async def _file_bug(record: ServerRecord, result: RebootResult, requested_by: str) -> str | None:
+    defaults = record.access.bugzilla
+    if defaults is None:
+        return None
+    report = await file_bugzilla_bug(
+        credentials=defaults.credentials,
+        product=defaults.product,
+        component=defaults.component,
+        cc=list(defaults.cc),
+        summary=bug_summary(record),
+        host=record.fqdn or record.identity,
+        address=ping_target(record).address,
+        requested_by=requested_by,
+        attempts_log=result.log(),
+    )
+    return report.url
+
+
+def _state(result: RebootResult) -> State:
+    if result.rebooted:
+        return Completed(
+            message=f"rebooted by {result.method} in {result.duration_s:.0f} s", data=result
+        )
+    if result.stopped:
+        return Cancelled(message=f"stopped: {result.stopped}", data=result)
+    tried = ", ".join(f"{a.method} {a.outcome.value}" for a in result.attempts) or "nothing"
+    bug = f"; bug {result.bug_url}" if result.bug_url else "; no bug filed (no Bugzilla defaults)"
+    return Failed(message=f"{result.machine}: every method failed ({tried}){bug}", data=result)
+
+
+async def chain(
+    machine: str,
+    methods: list[RebootMethod],
+    *,
+    deadlines: ChainDeadlines,
+    file_bug: bool,
+    requested_by: str | None,
+    lease_wait_s: float,
+    inventory_block: str | None,
+) -> State:
+    """Shared body of every reboot flow (see the module docstring)."""
+    record = await asyncio.to_thread(load_machine, machine, inventory_block)
+    if not any(record.access.paths()):
+        raise PreconditionError(
+            subject=record.identity, reason="no reboot path configured (rackflow inventory import)"
+        )
+    target = ping_target(record)  # refuses a machine with nothing to watch it by
+    await mark_stoppable()
+    async with machine_lease(record.identity, wait_s=lease_wait_s):
+        result = await run_chain(record, methods, deadlines)
+        if not result.rebooted and not result.stopped and file_bug:
+            result.bug_url = await _file_bug(record, result, _requested_by(requested_by))
+    get_run_logger().info("%s (%s): %s", record.identity, target.address, _state(result).message)
+    return _state(result)
+
+
+_DEADLINE_DOC = "Seconds the machine may take to stop answering / answer again."
+
+
+@flow(name="reboot", log_prints=False)
+async def reboot_flow(
+    machine: str,
+    methods: list[RebootMethod] | None = None,
+    deadlines: ChainDeadlines | None = None,
+    file_bug: bool = True,
+    requested_by: str | None = None,
+    lease_wait_s: float = 600.0,
+    inventory_block: str | None = None,
+) -> State:
+    """Reboot a machine, escalating through methods until it really cycled.
+
+    Args:
+        machine: Service tag or FQDN of a machine in the inventory.
+        methods: Order to try (default ssh, ipmi-reset, ipmi-cycle, snmp); methods the
+            machine has no configuration for are skipped and recorded as such.
+        deadlines: Down / up / poll / per-method seconds (defaults sized for real servers).
+        file_bug: When every method fails, file a Bugzilla bug (or comment on the open one).
+        requested_by: Who asked (goes into the bug); default the run's trigger or local user.
+        lease_wait_s: How long to wait for another job on the machine before failing.
+        inventory_block: ``InventoryStore`` block name (None: the default store).
+
+    Returns:
+        Completed with the method that worked; Cancelled when stopped between
+        methods; Failed with the bug's URL when every method failed.
+    """
+    return await chain(
+        machine, list(methods or DEFAULT_METHODS), deadlines=deadlines or ChainDeadlines(),
+        file_bug=file_bug, requested_by=requested_by, lease_wait_s=lease_wait_s,
+        inventory_block=inventory_block,
+    )  # fmt: skip
+
+
+async def _one(
+    machine: str, method: RebootMethod, deadlines: ChainDeadlines | None,
+    lease_wait_s: float, inventory_block: str | None,
+) -> State:  # fmt: skip
+    return await chain(
+        machine, [method], deadlines=deadlines or ChainDeadlines(), file_bug=False,
+        requested_by=None, lease_wait_s=lease_wait_s, inventory_block=inventory_block,
+    )  # fmt: skip
+
+
+@flow(name="ssh-reboot")
+async def ssh_reboot_flow(
+    machine: str,
+    deadlines: ChainDeadlines | None = None,
+    lease_wait_s: float = 600.0,
+    inventory_block: str | None = None,
+) -> State:
+    """Reboot over SSH (``reboot``, then ``shutdown -r now``) and watch it cycle."""
+    return await _one(machine, RebootMethod.SSH, deadlines, lease_wait_s, inventory_block)
+
+
+@flow(name="ipmi-reboot")
+async def ipmi_reboot_flow(
+    machine: str,
+    mode: Literal["reset", "cycle"] = "reset",
+    deadlines: ChainDeadlines | None = None,
+    lease_wait_s: float = 600.0,
+    inventory_block: str | None = None,
+) -> State:
+    """Reboot through the BMC over IPMI (chassis power reset or cycle) and watch it cycle."""
+    method = RebootMethod.IPMI_RESET if mode == "reset" else RebootMethod.IPMI_CYCLE
+    return await _one(machine, method, deadlines, lease_wait_s, inventory_block)
+
+
+@flow(name="snmp-reboot")
+async def snmp_reboot_flow(
+    machine: str,
+    deadlines: ChainDeadlines | None = None,
+    lease_wait_s: float = 600.0,
+    inventory_block: str | None = None,
+) -> State:
+    """Power-cycle the machine's PDU outlet over SNMP and watch it cycle."""
+    return await _one(machine, RebootMethod.SNMP, deadlines, lease_wait_s, inventory_block)
+
+
+@flow(name="ilo-reboot")
+async def ilo_reboot_flow(
+    machine: str,
+    deadlines: ChainDeadlines | None = None,
+    lease_wait_s: float = 600.0,
+    inventory_block: str | None = None,
+) -> State:
+    """Reboot through HPE iLO (graceful, forced after a deadline) and watch it cycle."""
+    return await _one(machine, RebootMethod.ILO, deadlines, lease_wait_s, inventory_block)
+
+
+@flow(name="xenapi-reboot")
+async def xenapi_reboot_flow(
+    machine: str,
+    deadlines: ChainDeadlines | None = None,
+    lease_wait_s: float = 600.0,
+    inventory_block: str | None = None,
+) -> State:
+    """Restart the machine's Xen VM (clean shutdown, hard fallback, start) and watch it."""
+    return await _one(machine, RebootMethod.XEN, deadlines, lease_wait_s, inventory_block)
+
+
+@flow(name="ipmi-power")
+async def ipmi_power_flow(
+    machine: str,
+    action: Literal["status", "on", "off", "cycle", "reset", "soft"] = "status",
+    lease_wait_s: float = 600.0,
+    inventory_block: str | None = None,
+) -> str:
+    """One IPMI power action on the machine's BMC (``status`` only reads).
+
+    Returns:
+        The power state after the action (or the status).
+    """
+    record = await asyncio.to_thread(load_machine, machine, inventory_block)
+    ipmi = record.access.ipmi
+    if ipmi is None:
+        raise PreconditionError(subject=record.identity, reason="no ipmi configured")
+    if action == "status":
+        await tag_current_run([record.identity])
+        return await ipmi_power(ipmi.address, port=ipmi.port, credentials=ipmi.credentials,
+                                action=action)  # fmt: skip
+    async with machine_lease(record.identity, wait_s=lease_wait_s):
+        return await ipmi_power(ipmi.address, port=ipmi.port, credentials=ipmi.credentials,
+                                action=action)  # fmt: skip
+
+
+@flow(name="ping")
+async def ping_flow(machine: str, timeout_s: float = 2.0, inventory_block: str | None = None):
+    """Is the machine answering? ICMP where allowed, else TCP to its known port.
+
+    Returns:
+        Reachability (address, method, reachable, round-trip ms).
+    """
+    record = await asyncio.to_thread(load_machine, machine, inventory_block)
+    target = ping_target(record)
+    await tag_current_run([record.identity])
+    return await check_reachable(
+        target.address, port=target.ping.port, method=target.ping.method, timeout_s=timeout_s
+    )
+
+
+@flow(name="file-bugzilla-bug")
+async def file_bug_flow(
+    machine: str,
+    problem: str,
+    details: str = "",
+    requested_by: str | None = None,
+    inventory_block: str | None = None,
+) -> str:
+    """File a Bugzilla bug about a machine (or comment on the open one with the same summary).
+
+    Args:
+        machine: Service tag or FQDN of a machine in the inventory (with Bugzilla defaults).
+        problem: One line: becomes the summary ``<machine>: <problem>``.
+        details: What was seen / tried (the bug's description or the new comment).
+        requested_by: Who asks (default the run's trigger or the local user).
+        inventory_block: ``InventoryStore`` block name (None: the default store).
+
+    Returns:
+        The bug's URL.
+    """
+    record = await asyncio.to_thread(load_machine, machine, inventory_block)
+    defaults = record.access.bugzilla
+    if defaults is None:
+        raise PreconditionError(subject=record.identity, reason="no bugzilla defaults configured")
+    if not problem.strip():
+        raise PreconditionError(subject="problem", reason="give a one-line problem summary")
+    await tag_current_run([record.identity])
+    report = await file_bugzilla_bug(
+        credentials=defaults.credentials, product=defaults.product, component=defaults.component,
+        cc=list(defaults.cc), summary=f"{record.fqdn or record.identity}: {problem.strip()}",
+        host=record.fqdn or record.identity, address=record.access.address,
+        requested_by=_requested_by(requested_by), attempts_log=details,
+    )  # fmt: skip
+    return report.url
