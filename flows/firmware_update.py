@@ -4,7 +4,7 @@ vCenter maintenance window, verified by re-reading the installed version."""
 from __future__ import annotations
 
 import time
-from typing import Annotated
+from typing import Annotated, Any
 
 from prefect import flow, get_run_logger
 from prefect.artifacts import acreate_markdown_artifact, acreate_table_artifact
@@ -15,6 +15,7 @@ from clients.errors import PreconditionError, RackflowError
 from clients.firmware.sources import ApplyTime, DellCatalog, DirectUrl, HttpRepository
 from clients.inventory import ServerRecord
 from clients.redfish.models import ComponentKind
+from flows.catalog_apply import apply_catalog, catalog_plan, catalog_report
 from flows.rollout import (
     ComponentFailed,
     ComponentResult,
@@ -29,7 +30,6 @@ from flows.rollout import (
 )
 from tasks.discovery import refresh_server_record
 from tasks.firmware import (
-    check_catalog_compliance,
     check_server_ready,
     resolve_firmware_package,
     wait_for_server,
@@ -81,8 +81,10 @@ async def prepare_server(server: ServerRecord, opts: RolloutOptions) -> str | No
     attrs = server.attributes or {}
     assert server.bmc_address is not None and server.bmc_port is not None
     pending_job = attrs.get("pending:firmware-job") or {}
-    own_jobs = [pending_job["job"]] if pending_job.get("job") else []
-    own_components = [ComponentKind(pending_job["component"])] if pending_job else []
+    # One job and component (SimpleUpdate), or a catalog's repository job and component jobs.
+    own_jobs = [j for j in [pending_job.get("job"), *pending_job.get("jobs", [])] if j]
+    kinds = pending_job.get("components") or [pending_job.get("component")]
+    own_components = [ComponentKind(k) for k in kinds if k]
     try:
         if pending_job or "pending:maintenance" in attrs:
             await wait_for_server(
@@ -109,9 +111,22 @@ async def _plan(
     source: FirmwareSource,
     components: list[ComponentKind],
     opts: RolloutOptions,
-) -> tuple[list[ComponentResult], list[tuple[object, str | None]]]:
-    if opts.dry_run and isinstance(source, DellCatalog):
-        return await _catalog_report(server, source, components, opts), []
+) -> tuple[list[ComponentResult], list[Any]]:
+    """Rows of the components needing no work, and the work to do.
+
+    Returns:
+        The rows, and (package, installed version) pairs for SimpleUpdate, or for a
+        Dell catalog applied by the iDRAC its own list of updates (``RepoUpdate``).
+    """
+    if isinstance(source, DellCatalog):
+        if opts.dry_run:
+            return await catalog_report(server, source, components, opts), []
+        try:
+            return await catalog_plan(server, source, components, opts)
+        except PreconditionError as exc:
+            return [row(server, "*", Outcome.SKIPPED, f"refused: {exc}")], []
+        except RackflowError as exc:
+            return [row(server, "*", Outcome.FAILED, f"catalog dry run failed: {exc}")], []
     rows: list[ComponentResult] = []
     plan = []
     for kind in components:
@@ -143,40 +158,6 @@ async def _plan(
     return rows, plan
 
 
-async def _catalog_report(
-    server: ServerRecord,
-    catalog: DellCatalog,
-    components: list[ComponentKind],
-    opts: RolloutOptions,
-) -> list[ComponentResult]:
-    """Compliance report from the iDRAC's own comparison with the catalog."""
-    assert server.bmc_address is not None and server.bmc_port is not None
-    updates = await check_catalog_compliance(
-        server.bmc_address,
-        server.bmc_port,
-        opts.credentials_block,
-        catalog,
-        timeout_s=opts.deadlines.job_done_s,
-        interval_s=opts.deadlines.poll_interval_s,
-    )
-    rows = []
-    for kind in components:
-        mine = [u for u in updates if u.kind is kind]
-        if not mine:
-            rows.append(row(server, str(kind), Outcome.CURRENT, "compliant with the catalog"))
-            continue
-        for u in mine:
-            rows.append(
-                row(
-                    server,
-                    str(kind),
-                    Outcome.WOULD_UPDATE,
-                    f"{u.package_name} ({u.criticality_label})",
-                ).model_copy(update={"before": u.installed_version, "target": u.package_version})
-            )
-    return rows
-
-
 async def update_server(
     server: ServerRecord,
     source: FirmwareSource,
@@ -194,10 +175,16 @@ async def update_server(
             pending_mm = "pending:maintenance" in (server.attributes or {})
             try:
                 async with maintenance_window(server, opts, needed=bool(plan) or pending_mm):
-                    for package, before in plan:
-                        rows.append(await update_component(server, package, opts, before=before))  # type: ignore[arg-type]
+                    if isinstance(source, DellCatalog):
+                        if plan:  # the iDRAC applies the catalog: one step for all components
+                            rows.extend(await apply_catalog(server, source, plan, opts))
+                    else:
+                        for package, before in plan:
+                            rows.append(
+                                await update_component(server, package, opts, before=before)
+                            )
             except ComponentFailed as exc:
-                rows.append(exc.row)
+                rows.extend(exc.rows)
             except RackflowError as exc:
                 rows.append(row(server, "*", Outcome.FAILED, f"maintenance mode: {exc}"))
             if any(r.result is Outcome.UPDATED for r in rows):
@@ -259,7 +246,10 @@ async def rolling_firmware_update(
     Args:
         source: Where firmware comes from: ``{"kind": "repository", "base_url": ...}``,
             ``{"kind": "catalog", "catalog_url": ...}`` or
-            ``{"kind": "url", "url": ..., "component": ...}``.
+            ``{"kind": "url", "url": ..., "component": ...}``. A catalog is applied by
+            the iDRAC (InstallFromRepository), which updates every component the
+            catalog has newer firmware for: a server where that includes components
+            not in ``components`` is refused (skipped, nothing touched).
         targets: Service tags; empty: every online server (of ``model``, when given).
         model: With no targets: only servers of this model.
         components: Components to update, in this order.

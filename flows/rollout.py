@@ -353,10 +353,17 @@ async def update_component(
 
 
 class ComponentFailed(Exception):
-    """A component update failed; carries its result row."""
+    """A component update failed; carries its result row.
 
-    def __init__(self, row: ComponentResult) -> None:
+    Args:
+        row: The failed component's row.
+        rows: Every row of the step when it covered several components (a
+            catalog applied by the iDRAC); default ``[row]``.
+    """
+
+    def __init__(self, row: ComponentResult, *, rows: list[ComponentResult] | None = None) -> None:
         self.row = row
+        self.rows = rows if rows is not None else [row]
         super().__init__(f"{row.server} {row.component}: {row.message}")
 
 
