@@ -168,7 +168,7 @@ def method_call(
         pdu = access.pdu
         return lambda: snmp_reboot(
             pdu.host, port=pdu.port or 161, credentials=pdu.credentials, model=pdu.model,
-            outlet=pdu.outlet,
+            outlet=pdu.outlet, mode=pdu.mode, off_delay_s=pdu.off_delay_s,
         )  # fmt: skip
     if method is RebootMethod.ILO and access.ilo:
         ilo = access.ilo

@@ -56,7 +56,7 @@ runner = CliRunner()
 
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RebootLab]:
-    with start_reboot_lab(tmp_path_factory.mktemp("reboot-lab"), count=6) as running:
+    with start_reboot_lab(tmp_path_factory.mktemp("reboot-lab"), count=8) as running:
         yield running
 
 
@@ -256,3 +256,29 @@ async def test_two_reboots_of_one_machine_never_overlap_and_history_shows_them(
     out = await asyncio.to_thread(runner.invoke, jobs_app, ["jobs", name])
     assert out.exit_code == 0
     assert out.output.count("reboot") >= 2 and "Completed" in out.output
+
+
+async def test_reboots_of_different_machines_run_together(blocks: RebootLab) -> None:
+    lab = blocks
+    entry = lab.entry("m8.lab.test").model_dump()
+    lab.register(
+        lab.entry("m7.lab.test"),
+        # m8's PDU outlet is switched off / on with a pause (a PDU without "reboot").
+        lab.entry("m8.lab.test", ssh=None, ipmi=None,
+                  pdu=entry["pdu"] | {"mode": "off_on", "off_delay_s": 0.5}),
+    )  # fmt: skip
+    # m7 ignores SSH: its chain spends 3 s waiting for it to go down before IPMI.
+    lab.ssh.lab.set_faults("m7.lab.test", MachineFaults(ignore_sources={"ssh"}))
+    try:
+        first, second = await _two("m7.lab.test", "m8.lab.test", lab.inventory_block)
+    finally:
+        lab.ssh.lab.set_faults("m7.lab.test", MachineFaults())
+    assert first.method == "ipmi-reset" and second.method == "snmp"
+    assert [a.outcome.value for a in second.attempts] == ["skipped"] * 3 + ["rebooted"]
+    m7_start = first.attempts[0].started_at.timestamp()
+    m7_end = first.attempts[-1].started_at.timestamp() + first.attempts[-1].duration_s
+    m8 = second.attempts[-1]
+    m8_start, m8_end = m8.started_at.timestamp(), m8.started_at.timestamp() + m8.duration_s
+    assert m8_start < m7_end and m7_start < m8_end  # both machines were worked on at once
+    pdu_events = [e["event"] for e in lab.snapshot("m8.lab.test")["events"] if e["source"] == "pdu"]
+    assert pdu_events[-2:] == ["off", "on"]

@@ -137,6 +137,12 @@ class PduAccess(_Strict):
     credentials: str = BlockName
     model: Literal["apc", "sentry3"]
     outlet: str
+    mode: Literal["single", "off_on"] = Field(
+        default="single",
+        description="single: one 'reboot' SET; off_on: off, wait off_delay_s, on "
+        "(for PDUs or outlets without a reboot action).",
+    )
+    off_delay_s: float = Field(default=5.0, gt=0, le=300)
 
     _host = field_validator("host")(_host)
 
