@@ -20,10 +20,11 @@ from prefect import flow, get_run_logger
 from prefect.runtime import deployment, flow_run
 from prefect.states import Cancelled, Completed, Failed, State
 
-from clients.errors import PreconditionError
+from clients.errors import PreconditionError, RackflowError
 from clients.inventory import ServerRecord
 from flows.reboot_chain import (
     DEFAULT_METHODS,
+    PATH_OF,
     ChainDeadlines,
     RebootMethod,
     RebootResult,
@@ -89,7 +90,12 @@ def _state(result: RebootResult) -> State:
     if result.stopped:
         return Cancelled(message=f"stopped: {result.stopped}", data=result)
     tried = ", ".join(f"{a.method} {a.outcome.value}" for a in result.attempts) or "nothing"
-    bug = f"; bug {result.bug_url}" if result.bug_url else "; no bug filed (no Bugzilla defaults)"
+    if result.bug_url:
+        bug = f"; bug {result.bug_url}"
+    elif result.bug_error:
+        bug = f"; filing the bug failed: {result.bug_error}"
+    else:
+        bug = "; no bug filed (no Bugzilla defaults)"
     return Failed(message=f"{result.machine}: every method failed ({tried}){bug}", data=result)
 
 
@@ -105,21 +111,26 @@ async def chain(
 ) -> State:
     """Shared body of every reboot flow (see the module docstring)."""
     record = await asyncio.to_thread(load_machine, machine, inventory_block)
-    if not any(record.access.paths()):
+    configured = record.access.paths()
+    if not any(PATH_OF[m] in configured for m in methods):
+        asked = ", ".join(m.value for m in methods)
+        has = ", ".join(configured) or "no reboot path"
         raise PreconditionError(
-            subject=record.identity, reason="no reboot path configured (rackflow inventory import)"
+            subject=record.identity,
+            reason=f"none of the methods ({asked}) is configured for this machine "
+            f"(it has: {has}; see rackflow inventory import)",
         )
     target = ping_target(record)  # refuses a machine with nothing to watch it by
     await mark_stoppable()
     async with machine_lease(record.identity, wait_s=lease_wait_s):
         result = await run_chain(record, methods, deadlines)
         if not result.rebooted and not result.stopped and file_bug:
-            result.bug_url = await _file_bug(record, result, _requested_by(requested_by))
+            try:
+                result.bug_url = await _file_bug(record, result, _requested_by(requested_by))
+            except RackflowError as exc:  # the attempts must still be reported
+                result.bug_error = str(exc)
     get_run_logger().info("%s (%s): %s", record.identity, target.address, _state(result).message)
     return _state(result)
-
-
-_DEADLINE_DOC = "Seconds the machine may take to stop answering / answer again."
 
 
 @flow(name="reboot", log_prints=False)

@@ -34,6 +34,7 @@ from tasks.xen import xenapi_reboot
 
 __all__ = [
     "DEFAULT_METHODS",
+    "PATH_OF",
     "Attempt",
     "ChainDeadlines",
     "RebootMethod",
@@ -61,7 +62,7 @@ DEFAULT_METHODS: tuple[RebootMethod, ...] = (
     RebootMethod.SNMP,
 )
 
-_PATH = {
+PATH_OF = {
     RebootMethod.SSH: "ssh",
     RebootMethod.IPMI_RESET: "ipmi",
     RebootMethod.IPMI_CYCLE: "ipmi",
@@ -114,6 +115,7 @@ class RebootResult(BaseModel):
     attempts: list[Attempt] = Field(default_factory=list)
     stopped: str | None = None
     bug_url: str | None = None
+    bug_error: str | None = None
 
     def log(self) -> str:
         """The attempts as plain text (for a bug report)."""
@@ -303,7 +305,7 @@ async def run_chain(
         if call is None:
             skipped = Attempt(
                 method=method.value, started_at=datetime.now(UTC), duration_s=0.0,
-                outcome=Outcome.SKIPPED, detail=f"no {_PATH[method]} configured",
+                outcome=Outcome.SKIPPED, detail=f"no {PATH_OF[method]} configured",
             )  # fmt: skip
             result.attempts.append(skipped)
             continue

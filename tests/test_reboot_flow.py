@@ -282,3 +282,15 @@ async def test_reboots_of_different_machines_run_together(blocks: RebootLab) -> 
     assert m8_start < m7_end and m7_start < m8_end  # both machines were worked on at once
     pdu_events = [e["event"] for e in lab.snapshot("m8.lab.test")["events"] if e["source"] == "pdu"]
     assert pdu_events[-2:] == ["off", "on"]
+
+
+async def test_methods_the_machine_lacks_are_refused_before_anything(blocks: RebootLab) -> None:
+    from flows.reboot import ilo_reboot_flow
+
+    blocks.register(blocks.entry("m1.lab.test", ilo=None))
+    state = await ilo_reboot_flow(
+        "m1.lab.test", deadlines=FAST, inventory_block=blocks.inventory_block, return_state=True
+    )
+    assert state.is_failed()
+    with pytest.raises(PreconditionError, match=r"none of the methods \(ilo\) is configured"):
+        await state.result()
