@@ -13,6 +13,7 @@ import typer
 
 from clients.errors import RackflowError
 from clients.targets import parse_targets
+from deployments.blocks_cli import app as blocks_create_app
 from deployments.inventory_cli import app as inventory_app
 from deployments.jobs_cli import app as jobs_app
 
@@ -25,6 +26,8 @@ lab_app = typer.Typer(help="The simulated datacenter (for demos, tests and bench
 app.add_typer(lab_app, name="lab")
 blocks_app = typer.Typer(help="Register rackflow's block types and create blocks.")
 app.add_typer(blocks_app, name="blocks")
+# rackflow blocks create-ssh|create-ipmi|create-snmp|create-ilo|create-xen|create-bugzilla
+blocks_app.registered_commands.extend(blocks_create_app.registered_commands)
 
 
 def _fail(message: str) -> None:
@@ -105,9 +108,22 @@ def lab_up(
         bool, typer.Option(help="Also run a vCenter simulator with matching ESXi hosts")
     ] = True,
     cluster_size: Annotated[int, typer.Option(help="ESXi hosts per vSphere cluster")] = 4,
+    reboot_lab: Annotated[
+        bool,
+        typer.Option(
+            help="Also run the reboot lab: machines with sshd, IPMI, a PDU outlet, an iLO "
+            "and a Xen VM each, and a Bugzilla"
+        ),
+    ] = True,
+    machines: Annotated[int, typer.Option(help="Machines of the reboot lab")] = 3,
 ) -> None:
-    """Start the simulated iDRAC fleet in the foreground (Ctrl-C stops it)."""
+    """Start the simulated datacenter in the foreground (Ctrl-C stops it).
+
+    The iDRAC fleet, its firmware repository, a vCenter simulator and the
+    reboot lab; the commands that create the matching blocks are printed.
+    """
     from lab.fleet import FleetSpec, load_fleet
+    from lab.machines.fleet import RebootLabError, RebootLabSpec
     from lab.runner import run_foreground
 
     try:
@@ -119,6 +135,7 @@ def lab_up(
         if insecure:
             updates["tls"] = "self-signed"
         spec = spec.model_copy(update=updates)
+        reboot = RebootLabSpec(machines=machines, speed=speed) if reboot_lab else None
     except (ValueError, RackflowError) as exc:
         _fail(str(exc))
     from lab.vcsim import VcsimBuildError, VcsimError
@@ -129,9 +146,12 @@ def lab_up(
             state_dir=state_dir.expanduser(),
             vcenter=vcenter,
             cluster_size=cluster_size,
+            reboot=reboot,
         )
     except (VcsimBuildError, VcsimError) as exc:
         _fail(f"lab vCenter: {exc} (--no-vcenter runs without it)")
+    except RebootLabError as exc:
+        _fail(f"{exc} (--no-reboot-lab runs without it)")
 
 
 @blocks_app.command("register")

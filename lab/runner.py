@@ -1,8 +1,11 @@
 """Run a lab in the foreground until Ctrl-C (``python -m lab --fleet FILE``).
 
-The lab iDRACs, their firmware repository and (unless ``--no-vcenter``) a
+The lab iDRACs, their firmware repository, (unless ``--no-vcenter``) a
 simulated vCenter whose ESXi hosts carry the lab servers' service tags, in
-clusters. The CLI's ``rackflow lab up`` calls :func:`run_foreground`.
+clusters, and (unless ``--no-reboot-lab``) the reboot lab: machines with
+sshd, IPMI, a PDU outlet, an iLO and a Xen VM each, and a Bugzilla
+(:mod:`lab.machines.fleet`). The CLI's ``rackflow lab up`` calls
+:func:`run_foreground`.
 Printing the lab's own generated passwords to the terminal is deliberate:
 they are lab secrets, and the operator needs them to create the blocks.
 """
@@ -15,27 +18,55 @@ import contextlib
 import functools
 import shlex
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
 from lab.core import LabCore
 from lab.fleet import FleetSpec, load_fleet
+from lab.machines.fleet import (
+    BLOCKS,
+    ILO_USER,
+    XEN_USER,
+    RebootFleet,
+    RebootLabError,
+    RebootLabFiles,
+    RebootLabSpec,
+    missing_tools,
+)
+from lab.machines.fleet import start_reboot_lab as start_fleet
 from lab.server import serve
 from lab.vcsim import Vcsim, VcsimBuildError, VcsimError, VcsimSpec
 
 DEFAULT_STATE_DIR = Path.home() / ".rackflow" / "lab"
 REDFISH_BLOCK = "lab"
 VCENTER_BLOCK = "lab-vcenter"
+CHAIN_POLL_S = 5.0  # the reboot chain's default ping interval (flows/reboot_chain.py)
 
 
-def describe(core: LabCore, *, out: TextIO = sys.stdout, vcenter: Vcsim | None = None) -> None:
-    """Print where the lab's BMCs (and vCenter) answer and how to reach them.
+@dataclass(frozen=True)
+class RebootLabRun:
+    """The running reboot lab and the files written for it (what :func:`describe` prints)."""
+
+    fleet: RebootFleet
+    files: RebootLabFiles
+
+
+def describe(
+    core: LabCore,
+    *,
+    out: TextIO = sys.stdout,
+    vcenter: Vcsim | None = None,
+    reboot: RebootLabRun | None = None,
+) -> None:
+    """Print where the lab's BMCs (vCenter, reboot lab) answer and how to reach them.
 
     Args:
         core: The started lab.
         out: Where to print.
         vcenter: The running lab vCenter, if any.
+        reboot: The running reboot lab, if any.
     """
     fleet = core.fleet
     print(f"rackflow lab: {len(core.bmcs)} iDRACs up in {core.startup_s:.2f} s", file=out)
@@ -62,7 +93,9 @@ def describe(core: LabCore, *, out: TextIO = sys.stdout, vcenter: Vcsim | None =
         )
     if vcenter is not None:
         describe_vcenter(vcenter, out=out)
-    print_next_steps(core, vcenter, out=out)
+    if reboot is not None:
+        describe_reboot_lab(reboot, out=out)
+    print_next_steps(core, vcenter, out=out, reboot=reboot)
     out.flush()
 
 
@@ -94,13 +127,20 @@ def _discover_args(core: LabCore) -> str:
     return f"{where} --port {port}"
 
 
-def print_next_steps(core: LabCore, vc: Vcsim | None, *, out: TextIO = sys.stdout) -> None:
+def print_next_steps(
+    core: LabCore,
+    vc: Vcsim | None,
+    *,
+    out: TextIO = sys.stdout,
+    reboot: RebootLabRun | None = None,
+) -> None:
     """Print the ``rackflow`` commands that create the blocks for this lab.
 
     Args:
         core: The started lab.
         vc: The running lab vCenter, if any.
         out: Where to print.
+        reboot: The running reboot lab, if any.
     """
     fleet = core.fleet
     tls = "--insecure" if fleet.tls == "self-signed" else f"--ca-bundle {core.certs.ca_path}"
@@ -123,7 +163,131 @@ def print_next_steps(core: LabCore, vc: Vcsim | None, *, out: TextIO = sys.stdou
             f"  and the vcenter-sync flow with vcenter_block={VCENTER_BLOCK!r} links the hosts.",
             file=out,
         )
+    if reboot is not None:
+        print_reboot_next_steps(reboot, out=out)
     print("Ctrl-C stops the lab.", file=out)
+
+
+def describe_reboot_lab(run: RebootLabRun, *, out: TextIO = sys.stdout) -> None:
+    """Print the reboot lab's machines, their paths and the lab's own secrets.
+
+    Args:
+        run: The running reboot lab.
+        out: Where to print.
+    """
+    fleet, sec = run.fleet, run.fleet.secrets
+    spec = fleet.spec
+    print(
+        f"Reboot lab: {len(fleet.names)} machines (shutdown {spec.shutdown_s} s, boot "
+        f"{spec.boot_s} s lab time, speed {spec.speed}); paths per machine:",
+        file=out,
+    )
+    for entry in fleet.entries():
+        assert entry.ping and entry.ssh and entry.ipmi and entry.pdu and entry.ilo and entry.xen
+        print(
+            f"  {entry.name:<14} {entry.address}  ping tcp/{entry.ping.port}  "
+            f"ssh {entry.ssh.port}  ipmi udp/{entry.ipmi.port}  pdu outlet {entry.pdu.outlet}  "
+            f"ilo https://{entry.ilo.address}:{entry.ilo.port}  xen vm {entry.xen.vm_uuid}",
+            file=out,
+        )
+    pdu_host, pdu_port = fleet.pdu.endpoint
+    print(
+        f"  PDU (APC, SNMP v2c) udp {pdu_host}:{pdu_port}  read-only community "
+        f"{sec.ro_community}  read-write {sec.rw_community}",
+        file=out,
+    )
+    print(f"  IPMI user {fleet.ipmi.user}  password {sec.ipmi_password}", file=out)
+    print(f"  iLO user {ILO_USER}  password {sec.ilo_password}  CA {fleet.ca_path}", file=out)
+    print(f"  XenAPI {fleet.xen.url}  user {XEN_USER}  password {sec.xen_password}", file=out)
+    print(f"  Bugzilla {fleet.bugzilla.url}  API key {fleet.bugzilla.api_key}", file=out)
+    print(
+        f"  SSH as {fleet.ssh_user} with {run.files.key_file} "
+        f"(host keys in {run.files.known_hosts_file})",
+        file=out,
+    )
+    print(f"  Machine-access file: {run.files.access_file}", file=out)
+
+
+def print_reboot_next_steps(run: RebootLabRun, *, out: TextIO = sys.stdout) -> None:
+    """Print the commands that create the reboot lab's blocks, import it and reboot a machine.
+
+    Args:
+        run: The running reboot lab.
+        out: Where to print.
+    """
+    fleet, sec, files = run.fleet, run.fleet.secrets, run.files
+    ca, q = shlex.quote(str(fleet.ca_path)), shlex.quote
+
+    def _env(name: str, value: str) -> str:
+        return f"{name}={q(value)}"
+
+    xen_ca = f" --ca-bundle {ca}" if fleet.xen.url.startswith("https") else ""
+    print("Reboot lab (new secrets and ports on every start: run these again then):", file=out)
+    for line in (
+        f"rackflow blocks create-ssh {BLOCKS['ssh']} --user {q(fleet.ssh_user)} "
+        f"--key-file {q(str(files.key_file))} "
+        f"--known-hosts-file {q(str(files.known_hosts_file))} --overwrite",
+        f"{_env('RACKFLOW_IPMI_PASSWORD', sec.ipmi_password)} rackflow blocks create-ipmi "
+        f"{BLOCKS['ipmi']} --user {q(fleet.ipmi.user)} --overwrite",
+        f"{_env('RACKFLOW_SNMP_COMMUNITY', sec.rw_community)} rackflow blocks create-snmp "
+        f"{BLOCKS['pdu']} --overwrite",
+        f"{_env('RACKFLOW_ILO_PASSWORD', sec.ilo_password)} rackflow blocks create-ilo "
+        f"{BLOCKS['ilo']} --username {ILO_USER} --ca-bundle {ca} --overwrite",
+        f"{_env('RACKFLOW_XEN_PASSWORD', sec.xen_password)} rackflow blocks create-xen "
+        f"{BLOCKS['xen']} --url {fleet.xen.url} --username {XEN_USER}{xen_ca} --overwrite",
+        f"{_env('RACKFLOW_BUGZILLA_API_KEY', fleet.bugzilla.api_key)} rackflow blocks "
+        f"create-bugzilla {BLOCKS['bugzilla']} --url {fleet.bugzilla.url} --overwrite",
+        f"rackflow inventory import {q(str(files.access_file))}",
+    ):
+        print(f"  {line}", file=out)
+    name = fleet.names[0]
+    params = f"-p machine={name}"
+    deadlines = ""
+    real_boot_s = fleet.spec.boot_s / fleet.spec.speed
+    if real_boot_s < 3 * CHAIN_POLL_S:  # a fast lab: ping often enough to see the reboot
+        poll = max(0.1, round(real_boot_s / 5, 1))
+        params += f" -p 'deadlines={{\"poll_s\": {poll}}}'"
+        deadlines = f', deadlines={{"poll_s": {poll}}}'
+    print(f"  prefect deployment run 'reboot/reboot' {params}   (with a worker)", file=out)
+    print(
+        "  or in this checkout: python -c 'import asyncio; from flows.reboot import "
+        f'reboot_flow; print(asyncio.run(reboot_flow("{name}"{deadlines})))\'',
+        file=out,
+    )
+
+
+@contextlib.contextmanager
+def reboot_lab(
+    spec: RebootLabSpec | None, state_dir: Path, *, out: TextIO = sys.stdout
+) -> Iterator[RebootLabRun | None]:
+    """Run the reboot lab (files in ``state_dir/reboot``), or yield None when skipped.
+
+    Args:
+        spec: What to start; None: nothing.
+        state_dir: The lab's state directory.
+        out: Where to print progress and why it was skipped.
+
+    Yields:
+        The running reboot lab, or None (not asked for, or tools missing).
+
+    Raises:
+        RebootLabError: It did not start.
+    """
+    missing = missing_tools() if spec is not None else []
+    if spec is None or missing:
+        if missing:
+            print(
+                f"reboot lab skipped: {', '.join(missing)} not installed "
+                "(scripts/system-deps.sh installs them; --no-reboot-lab hides this)",
+                file=out,
+            )
+        yield None
+        return
+    root = Path(state_dir) / "reboot"
+    print(f"starting the reboot lab ({spec.machines} machines) ...", file=out)
+    out.flush()
+    with start_fleet(spec, root / "run") as fleet:
+        yield RebootLabRun(fleet=fleet, files=fleet.write_files(root))
 
 
 def run_foreground(
@@ -134,9 +298,10 @@ def run_foreground(
     repository_port: int = 0,
     vcenter: bool = True,
     cluster_size: int = 4,
+    reboot: RebootLabSpec | None = None,
     out: TextIO = sys.stdout,
 ) -> None:
-    """Serve a fleet (its firmware repository, a lab vCenter) until interrupted.
+    """Serve a fleet (its firmware repository, a lab vCenter, the reboot lab) until interrupted.
 
     Args:
         fleet: The fleet.
@@ -146,13 +311,17 @@ def run_foreground(
         repository_port: Its port on 127.0.0.1 (0 = any free port; printed at start).
         vcenter: Also run a simulated vCenter with one ESXi host per BMC.
         cluster_size: Hosts per vSphere cluster (0: every host standalone).
+        reboot: Also run the reboot lab (skipped with a message when ipmi_sim,
+            snmpd or sshd is missing); its files go to ``state_dir/reboot``.
         out: Where to print the lab's description.
 
     Raises:
         VcsimBuildError: The vCenter simulator could not be built (Go or govmomi missing).
         VcsimError: It did not start.
+        RebootLabError: The reboot lab did not start.
     """
     with contextlib.ExitStack() as stack:
+        machines = stack.enter_context(reboot_lab(reboot, state_dir, out=out))
         vc: Vcsim | None = None
         if vcenter:
             spec = VcsimSpec.from_fleet(fleet, cluster_size=cluster_size, speed=fleet.speed)
@@ -164,7 +333,7 @@ def run_foreground(
                 serve(
                     fleet,
                     state_dir,
-                    ready=functools.partial(describe, out=out, vcenter=vc),
+                    ready=functools.partial(describe, out=out, vcenter=vc, reboot=machines),
                     repository=repository,
                     repository_port=repository_port,
                 )
@@ -198,6 +367,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--cluster-size", type=int, default=4, help="ESXi hosts per vSphere cluster (0: none)"
     )
+    parser.add_argument("--machines", type=int, default=3, help="machines of the reboot lab")
+    parser.add_argument(
+        "--no-reboot-lab", action="store_true", help="do not run the reboot lab (sshd, IPMI, ...)"
+    )
     args = parser.parse_args(argv)
     fleet = (
         load_fleet(args.fleet)
@@ -207,6 +380,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.speed is not None:
         fleet = fleet.model_copy(update={"speed": args.speed})
     try:
+        reboot = (
+            None
+            if args.no_reboot_lab
+            else RebootLabSpec(machines=args.machines, speed=args.speed or 1.0)
+        )
+    except ValueError as exc:
+        parser.error(str(exc))
+    try:
         run_foreground(
             fleet=fleet,
             state_dir=args.state_dir,
@@ -214,8 +395,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             repository_port=args.repository_port,
             vcenter=not args.no_vcenter,
             cluster_size=args.cluster_size,
+            reboot=reboot,
         )
     except (VcsimBuildError, VcsimError) as exc:
         print(f"error: lab vCenter: {exc}\n(--no-vcenter runs the lab without it)", file=sys.stderr)
+        return 1
+    except RebootLabError as exc:
+        print(f"error: {exc}\n(--no-reboot-lab runs the lab without it)", file=sys.stderr)
         return 1
     return 0

@@ -1,4 +1,5 @@
-"""A whole reboot lab for flow tests: machines with sshd, IPMI BMCs, an APC PDU, a Bugzilla.
+"""A whole reboot lab for flow tests: machines with sshd, IPMI BMCs, an APC PDU, iLOs,
+a XenAPI pool, a Bugzilla (composed by :mod:`lab.machines.fleet`, as ``rackflow lab up``).
 
 Every machine is registered in an inventory (an ``InventoryStore`` block on a
 SQLite file) with all its reboot paths, and every credentials block is saved,
@@ -17,17 +18,21 @@ from typing import Any
 
 from pydantic import SecretStr
 
+from blocks.ilo import IloCredentials
 from blocks.inventory import InventoryStore
 from blocks.ipmi import IpmiCredentials
 from blocks.snmp import SnmpCredentials
+from blocks.xen import XenCredentials
 from clients.inventory import Inventory, MachineEntry
 from lab.machines.bugzilla import BugzillaFake
+from lab.machines.fleet import BLOCKS, ILO_USER, XEN_USER, RebootFleet, RebootLabSpec
+from lab.machines.fleet import start_reboot_lab as start_fleet
 from lab.machines.ipmi import IpmiSimPeer
 from lab.machines.pdu import PduPeer
-from tests.bugzilla_lab import COMPONENT, PRODUCT, PRODUCTS, save_bugzilla_block
+from tests.bugzilla_lab import save_bugzilla_block
 from tests.helpers import free_port
-from tests.ipmi_lab import IPMI_USER, make_ipmi_password
-from tests.ssh_lab import SshLab, make_key_pair, start_ssh_lab
+from tests.ipmi_lab import IPMI_USER
+from tests.ssh_lab import KeyPair, SshLab
 
 __all__ = ["RebootLab", "save_blocks", "save_ipmi_block", "start_reboot_lab", "unreachable_pdu"]
 
@@ -36,43 +41,53 @@ __all__ = ["RebootLab", "save_blocks", "save_ipmi_block", "start_reboot_lab", "u
 class RebootLab:
     """The running lab and the names of everything saved for it."""
 
+    fleet: RebootFleet
     ssh: SshLab
-    ipmi: IpmiSimPeer
-    pdu: PduPeer
-    bugzilla: BugzillaFake
     inventory_block: str
     inventory_url: str
-    ipmi_password: str
-    rw_community: str
-    secrets: list[str]  # every secret, to check logs for leaks
+
+    @property
+    def ipmi(self) -> IpmiSimPeer:
+        """The machines' BMCs."""
+        return self.fleet.ipmi
+
+    @property
+    def pdu(self) -> PduPeer:
+        """The APC PDU powering every machine (outlet i: machine i)."""
+        return self.fleet.pdu
+
+    @property
+    def bugzilla(self) -> BugzillaFake:
+        """The fake Bugzilla."""
+        return self.fleet.bugzilla
+
+    @property
+    def ipmi_password(self) -> str:
+        """The BMCs' password."""
+        return self.fleet.secrets.ipmi_password
+
+    @property
+    def rw_community(self) -> str:
+        """The PDU's read-write community."""
+        return self.fleet.secrets.rw_community
+
+    @property
+    def secrets(self) -> list[str]:
+        """Every secret, to check logs for leaks."""
+        return self.fleet.secret_values()
 
     @property
     def names(self) -> list[str]:
         """Machine FQDNs."""
-        return self.ssh.names
+        return self.fleet.names
 
     def snapshot(self, name: str) -> dict[str, Any]:
         """A machine's state (answering, cycles, events)."""
-        return self.ssh.lab.snapshot(name)
+        return self.fleet.lab.snapshot(name)
 
     def entry(self, name: str, **paths: Any) -> MachineEntry:
         """The inventory entry of one machine: every path, ``paths`` overriding (None drops)."""
-        address = self.ssh.address(name)
-        index = self.names.index(name) + 1
-        ipmi_address, ipmi_port = self.ipmi.endpoints[name]
-        pdu_host, pdu_port = self.pdu.endpoint
-        data: dict[str, Any] = {
-            "name": name,
-            "address": address,
-            "ping": {"method": "tcp", "port": self.ssh.ping_port(name)},
-            "ssh": {"host": address, "port": self.ssh.ssh_port(name), "credentials": "lab-ssh"},
-            "ipmi": {"address": ipmi_address, "port": ipmi_port, "credentials": "lab-ipmi"},
-            "pdu": {
-                "host": pdu_host, "port": pdu_port, "credentials": "lab-pdu", "model": "apc",
-                "outlet": str(index),
-            },
-            "bugzilla": {"product": PRODUCT, "component": COMPONENT, "credentials": "lab-bugs"},
-        }  # fmt: skip
+        data = self.fleet.entry(name).model_dump()
         data.update(paths)
         return MachineEntry.model_validate({k: v for k, v in data.items() if v is not None})
 
@@ -84,12 +99,23 @@ class RebootLab:
 
 async def save_blocks(lab: RebootLab, state_dir: Path) -> None:
     """Save every block the lab's machines name, with the right credentials."""
-    await lab.ssh.save_credentials("lab-ssh")
-    await save_ipmi_block(lab, "lab-ipmi")
+    fleet, lab_secrets = lab.fleet, lab.fleet.secrets
+    await lab.ssh.save_credentials(BLOCKS["ssh"])
+    await save_ipmi_block(lab, BLOCKS["ipmi"])
     await SnmpCredentials(
         version="2c", community=SecretStr(lab.rw_community), timeout=1.0, retries=0
-    ).asave("lab-pdu", overwrite=True)
-    await save_bugzilla_block(url=lab.bugzilla.url, api_key=lab.bugzilla.api_key, name="lab-bugs")
+    ).asave(BLOCKS["pdu"], overwrite=True)
+    await IloCredentials(
+        username=ILO_USER, password=SecretStr(lab_secrets.ilo_password),
+        ca_bundle=str(fleet.ca_path), connect_timeout=2.0, read_timeout=5.0,
+    ).asave(BLOCKS["ilo"], overwrite=True)  # fmt: skip
+    await XenCredentials(
+        url=fleet.xen.url, username=XEN_USER, password=SecretStr(lab_secrets.xen_password),
+        ca_bundle=str(fleet.ca_path), timeout_s=5.0,
+    ).asave(BLOCKS["xen"], overwrite=True)  # fmt: skip
+    await save_bugzilla_block(
+        url=lab.bugzilla.url, api_key=lab.bugzilla.api_key, name=BLOCKS["bugzilla"]
+    )
     await InventoryStore(url=SecretStr(lab.inventory_url)).asave(
         lab.inventory_block, overwrite=True
     )
@@ -106,32 +132,21 @@ async def save_ipmi_block(lab: RebootLab, name: str, *, password: str | None = N
 def start_reboot_lab(state_dir: Path, *, count: int = 3) -> Iterator[RebootLab]:
     """Machines ``m1.lab.test``... with every reboot path, registered and with blocks.
 
-    Call ``await save_blocks(lab, state_dir)`` (needs ``prefect_harness``) after entering.
+    Machines shut down in 0.3 s and boot in 0.6 s. Call ``await save_blocks(lab,
+    state_dir)`` (needs ``prefect_harness``) after entering.
     """
-    ipmi_password = make_ipmi_password()
-    ro, rw = "ro-" + secrets.token_hex(6), "rw-" + secrets.token_hex(6)
-    ipmi = IpmiSimPeer(user=IPMI_USER, password=ipmi_password)
-    names = [f"m{i}.lab.test" for i in range(1, count + 1)]
-    pdu = PduPeer(
-        model="apc", outlets={i: n for i, n in enumerate(names, 1)}, rocommunity=ro,
-        rwcommunity=rw,
-    )  # fmt: skip
-    key = make_key_pair()
-    with (
-        start_ssh_lab(
-            state_dir / "machines", count=count, subnet="127.78.60.0/24", shutdown_s=0.3,
-            boot_s=0.6, more_peers=[pdu, ipmi], key=key,
-        ) as ssh,
-        BugzillaFake(products=PRODUCTS) as bugzilla,
-    ):  # fmt: skip
+    spec = RebootLabSpec(machines=count, subnet="127.78.60.0/24", shutdown_s=0.3, boot_s=0.6)
+    with start_fleet(spec, state_dir / "machines") as fleet:
+        key = KeyPair(private=fleet.secrets.private_key, public=fleet.secrets.public_key)
+        ssh = SshLab(
+            lab=fleet.lab, sshd=fleet.sshd, key=key, user=fleet.ssh_user, names=fleet.names
+        )
         lab = RebootLab(
-            ssh=ssh, ipmi=ipmi, pdu=pdu, bugzilla=bugzilla,
+            fleet=fleet, ssh=ssh,
             inventory_block=f"reboot-inv-{secrets.token_hex(3)}",
             inventory_url=f"sqlite:///{state_dir / 'inventory.db'}",
-            ipmi_password=ipmi_password, rw_community=rw,
-            secrets=[ipmi_password, ro, rw, bugzilla.api_key, key.private.splitlines()[1]],
         )  # fmt: skip
-        lab.register(*(lab.entry(n) for n in names))
+        lab.register(*(lab.entry(n) for n in fleet.names))
         yield lab
 
 
