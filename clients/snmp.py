@@ -26,22 +26,22 @@ SNMP failures map to the project's errors:
 * other error-statuses -> :class:`RemoteError` (the SNMP error-status code
   and name).
 
-Communities and keys never appear in logs, errors or reprs.
+Communities and keys never appear in logs, errors or reprs; the credential
+types (:class:`V2cAuth`, :class:`V3Auth`) live in :mod:`clients.snmp_auth`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
-from types import MappingProxyType, TracebackType
-from typing import Any, Literal, Self
+from collections.abc import Awaitable, Callable
+from typing import Any, Literal
 
 from pysnmp.error import PySnmpError
 from pysnmp.hlapi.v3arch import asyncio as hlapi
 from pysnmp.proto.rfc1905 import EndOfMibView, NoSuchInstance, NoSuchObject
 
+from clients.closing import AsyncClosing
 from clients.errors import (
     AuthError,
     BusyError,
@@ -61,9 +61,20 @@ from clients.pdu import (
     PduProfile,
     profile_for,
 )
+from clients.snmp_auth import (
+    AUTH_PROTOCOLS,
+    PRIV_PROTOCOLS,
+    SnmpAuth,
+    V2cAuth,
+    V3Auth,
+    auth_data,
+    check_auth,
+)
 
 __all__ = [
     "APC",
+    "AUTH_PROTOCOLS",
+    "PRIV_PROTOCOLS",
     "PROFILES",
     "SENTRY3",
     "OutletAction",
@@ -81,32 +92,6 @@ logger = logging.getLogger("rackflow.clients.snmp")
 
 RebootMode = Literal["single", "off_on"]
 
-AUTH_PROTOCOLS: Mapping[str, Any] = MappingProxyType(
-    {
-        "MD5": hlapi.usmHMACMD5AuthProtocol,
-        "SHA": hlapi.usmHMACSHAAuthProtocol,
-        "SHA-224": hlapi.usmHMAC128SHA224AuthProtocol,
-        "SHA-256": hlapi.usmHMAC192SHA256AuthProtocol,
-        "SHA-384": hlapi.usmHMAC256SHA384AuthProtocol,
-        "SHA-512": hlapi.usmHMAC384SHA512AuthProtocol,
-    }
-)
-"""SNMPv3 authentication protocols by their net-snmp names."""
-
-PRIV_PROTOCOLS: Mapping[str, Any] = MappingProxyType(
-    {
-        "DES": hlapi.usmDESPrivProtocol,
-        "AES": hlapi.usmAesCfb128Protocol,
-        # net-snmp's AES-192/256 extend keys the Blumenthal way; the "-C"
-        # (Cisco) variants are Reeder's.
-        "AES-192": hlapi.usmAesBlumenthalCfb192Protocol,
-        "AES-256": hlapi.usmAesBlumenthalCfb256Protocol,
-        "AES-192-C": hlapi.usmAesCfb192Protocol,
-        "AES-256-C": hlapi.usmAesCfb256Protocol,
-    }
-)
-"""SNMPv3 privacy protocols by their net-snmp names."""
-
 # pysnmp error indications that mean "your credentials were refused".
 _AUTH_INDICATIONS = frozenset(
     {"UnknownUserName", "WrongDigest", "UnsupportedSecurityLevel", "AuthenticationFailure"}
@@ -114,40 +99,7 @@ _AUTH_INDICATIONS = frozenset(
 _AUTH_STATUSES = frozenset({"noAccess", "notWritable", "authorizationError"})
 
 
-@dataclass(frozen=True)
-class V2cAuth:
-    """SNMP v2c community authentication.
-
-    Attributes:
-        community: The community (a shared secret: never logged).
-    """
-
-    community: str = field(repr=False)
-
-
-@dataclass(frozen=True)
-class V3Auth:
-    """SNMPv3 USM authentication.
-
-    Attributes:
-        user: USM user name.
-        auth_key: Authentication pass phrase; None for noAuthNoPriv.
-        priv_key: Privacy pass phrase; None for no encryption.
-        auth_protocol: A key of :data:`AUTH_PROTOCOLS` (``SHA``, ``SHA-256``, ...).
-        priv_protocol: A key of :data:`PRIV_PROTOCOLS` (``AES``, ``AES-256``, ...).
-    """
-
-    user: str
-    auth_key: str | None = field(default=None, repr=False)
-    priv_key: str | None = field(default=None, repr=False)
-    auth_protocol: str = "SHA"
-    priv_protocol: str = "AES"
-
-
-SnmpAuth = V2cAuth | V3Auth
-
-
-class PduClient:
+class PduClient(AsyncClosing):
     """Outlet control of one switched PDU over SNMP (an async context manager).
 
     Construction checks its arguments and does no I/O; the SNMP engine and
@@ -183,7 +135,7 @@ class PduClient:
                 subject="snmp",
                 reason=f"timeout must be > 0 and retries >= 0 (got {timeout}, {retries})",
             )
-        _check_auth(auth)
+        check_auth(auth)
         self.host = host
         self.port = port
         self._auth = auth
@@ -202,17 +154,6 @@ class PduClient:
     def __repr__(self) -> str:
         version = "2c" if isinstance(self._auth, V2cAuth) else "3"
         return f"PduClient(target={self.target!r}, model={self.profile.name!r}, snmp=v{version})"
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
     async def aclose(self) -> None:
         """Close the SNMP engine's dispatcher (its UDP socket). Idempotent."""
@@ -322,7 +263,7 @@ class PduClient:
         if self._engine is None:
             self._engine = hlapi.SnmpEngine()
             # One auth object per client: pysnmp adds an engine table row per object.
-            self._auth_data = _auth_data(self._auth)
+            self._auth_data = auth_data(self._auth)
         if self._target is None:
             try:
                 self._target = await hlapi.UdpTransportTarget.create(
@@ -388,38 +329,3 @@ class PduClient:
                 message=f"{op} {oid} refused by the agent",
                 target=self.target,
             )
-
-
-def _check_auth(auth: SnmpAuth) -> None:
-    if isinstance(auth, V2cAuth):
-        if not auth.community:
-            raise PreconditionError(subject="community", reason="SNMP v2c needs a community")
-        return
-    if not auth.user:
-        raise PreconditionError(subject="user", reason="SNMPv3 needs a user name")
-    if auth.auth_key is not None and auth.auth_protocol not in AUTH_PROTOCOLS:
-        raise PreconditionError(
-            subject="auth_protocol",
-            reason=f"{auth.auth_protocol!r} is not one of {', '.join(AUTH_PROTOCOLS)}",
-        )
-    if auth.priv_key is not None:
-        if auth.auth_key is None:
-            raise PreconditionError(subject="priv_key", reason="SNMPv3 privacy needs an auth key")
-        if auth.priv_protocol not in PRIV_PROTOCOLS:
-            raise PreconditionError(
-                subject="priv_protocol",
-                reason=f"{auth.priv_protocol!r} is not one of {', '.join(PRIV_PROTOCOLS)}",
-            )
-
-
-def _auth_data(auth: SnmpAuth) -> Any:
-    if isinstance(auth, V2cAuth):
-        # v2c is what most PDUs in racks speak; V3Auth is there when they can.
-        return hlapi.CommunityData(auth.community, mpModel=1)  # noqa: S508
-    keys: dict[str, Any] = {}
-    if auth.auth_key is not None:
-        keys.update(authKey=auth.auth_key, authProtocol=AUTH_PROTOCOLS[auth.auth_protocol])
-    if auth.priv_key is not None:
-        keys.update(privKey=auth.priv_key, privProtocol=PRIV_PROTOCOLS[auth.priv_protocol])
-    # authNoPriv / noAuthNoPriv only when the block asks for it (no keys given).
-    return hlapi.UsmUserData(auth.user, **keys)  # noqa: S509

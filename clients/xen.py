@@ -16,12 +16,12 @@ import socket
 import ssl
 import xmlrpc.client
 from collections.abc import Sequence
-from types import TracebackType
-from typing import Any, Self, cast
+from typing import Any, cast
 from xml.parsers.expat import ExpatError
 
 import XenAPI
 
+from clients.closing import Closing
 from clients.errors import (
     AuthError,
     BusyError,
@@ -96,7 +96,7 @@ def _unverified() -> ssl.SSLContext:
     return ctx
 
 
-class XenClient:
+class XenClient(Closing):
     """XenAPI calls to one pool master; use as ``with XenClient(...) as xen:``.
 
     Construction does no I/O; the session is opened on the first call and
@@ -145,17 +145,6 @@ class XenClient:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(url={self._url!r}, username={self._username!r})"
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     @property
     def logged_in(self) -> bool:

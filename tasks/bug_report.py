@@ -29,7 +29,7 @@ from pydantic import BaseModel
 from blocks.bugzilla import BugzillaCredentials
 from clients.bugzilla import Bug, BugzillaClient
 from clients.errors import ServerError
-from tasks.retry import retry_on_transient
+from tasks.retry import failure_of, retry_on_transient
 
 __all__ = ["BugReport", "file_bugzilla_bug", "report_bug", "report_text", "retry_bug_report"]
 
@@ -179,13 +179,7 @@ def retry_bug_report(task: Any, task_run: Any, state: Any) -> bool:
         any :class:`~clients.errors.ServerError`: the marker check makes a
         repeated create or comment safe.
     """
-    if retry_on_transient(task, task_run, state):
-        return True
-    try:
-        exc = state.result(raise_on_failure=False, _sync=True)
-    except Exception:  # noqa: BLE001 - an unreadable state is not worth a retry
-        return False
-    return isinstance(exc, ServerError)
+    return retry_on_transient(task, task_run, state) or isinstance(failure_of(state), ServerError)
 
 
 def _report_id() -> str:
@@ -195,6 +189,8 @@ def _report_id() -> str:
     return str(task_run.id or uuid.uuid4())
 
 
+# Not TRANSIENT_RETRY: one retry more and its own condition (server errors too),
+# as the marker check makes a repeated report safe; a report is worth the wait.
 @task(
     cache_policy=NO_CACHE,
     retries=3,

@@ -21,13 +21,12 @@ from typing import Literal
 
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
-from prefect.tasks import exponential_backoff
 
 from blocks.ipmi import IpmiCredentials
 from clients.errors import PreconditionError, TransportError
 from clients.ipmi import POWER_ACTIONS, PowerChange
 from clients.polling import poll
-from tasks.retry import retry_on_transient
+from tasks.retry import TRANSIENT_RETRY
 
 __all__ = ["IPMI_ACTIONS", "REBOOT_MODES", "ipmi_power", "ipmi_reboot"]
 
@@ -95,13 +94,7 @@ async def _wait_power(
     )
 
 
-@task(
-    cache_policy=NO_CACHE,
-    retries=2,
-    retry_delay_seconds=exponential_backoff(backoff_factor=2),
-    retry_jitter_factor=0.5,
-    retry_condition_fn=retry_on_transient,
-)
+@task(cache_policy=NO_CACHE, **TRANSIENT_RETRY)
 async def ipmi_power(
     address: str, *, port: int | None = None, credentials: str, action: str
 ) -> str:
@@ -133,13 +126,7 @@ async def ipmi_power(
     return await _power(address, port, credentials, action)
 
 
-@task(
-    cache_policy=NO_CACHE,
-    retries=2,
-    retry_delay_seconds=exponential_backoff(backoff_factor=2),
-    retry_jitter_factor=0.5,
-    retry_condition_fn=retry_on_transient,
-)
+@task(cache_policy=NO_CACHE, **TRANSIENT_RETRY)
 async def ipmi_reboot(
     address: str,
     *,

@@ -14,12 +14,11 @@ from typing import cast
 
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
-from prefect.tasks import exponential_backoff
 
 from blocks.snmp import SnmpCredentials
 from clients.pdu import OutletState
 from clients.snmp import PduClient, RebootMode
-from tasks.retry import retry_on_transient
+from tasks.retry import SLOW_ACTION_RETRY, TRANSIENT_RETRY
 
 __all__ = ["pdu_outlet_state", "snmp_reboot"]
 
@@ -30,13 +29,7 @@ async def _open(host: str, port: int, credentials: str, model: str) -> PduClient
     return creds.get_client(host, port=port, model=model)
 
 
-@task(
-    cache_policy=NO_CACHE,
-    retries=2,
-    retry_delay_seconds=exponential_backoff(backoff_factor=2),
-    retry_jitter_factor=0.5,
-    retry_condition_fn=retry_on_transient,
-)
+@task(cache_policy=NO_CACHE, **TRANSIENT_RETRY)
 async def pdu_outlet_state(
     host: str, *, port: int = 161, credentials: str, model: str, outlet: str
 ) -> OutletState:
@@ -61,9 +54,7 @@ async def pdu_outlet_state(
         return await pdu.outlet_state(outlet)
 
 
-@task(
-    cache_policy=NO_CACHE, retries=1, retry_delay_seconds=5, retry_condition_fn=retry_on_transient
-)
+@task(cache_policy=NO_CACHE, **SLOW_ACTION_RETRY)
 async def snmp_reboot(
     host: str,
     *,

@@ -13,22 +13,15 @@ import asyncio
 
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
-from prefect.tasks import exponential_backoff
 
 from blocks.ssh import SshCredentials
 from clients.ssh import RebootResult
-from tasks.retry import retry_on_transient
+from tasks.retry import TRANSIENT_RETRY
 
 __all__ = ["ssh_reboot"]
 
 
-@task(
-    cache_policy=NO_CACHE,
-    retries=2,
-    retry_delay_seconds=exponential_backoff(backoff_factor=2),
-    retry_jitter_factor=0.5,
-    retry_condition_fn=retry_on_transient,
-)
+@task(cache_policy=NO_CACHE, **TRANSIENT_RETRY)
 async def ssh_reboot(
     host: str,
     *,

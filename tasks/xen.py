@@ -14,12 +14,10 @@ from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from blocks.xen import XenCredentials
-from tasks.retry import retry_on_transient
+from tasks.retry import SLOW_ACTION_RETRY
 
 
-@task(
-    cache_policy=NO_CACHE, retries=1, retry_delay_seconds=5, retry_condition_fn=retry_on_transient
-)
+@task(cache_policy=NO_CACHE, **SLOW_ACTION_RETRY)
 async def xenapi_reboot(
     vm_uuid: str, *, credentials: str, shutdown_timeout_s: float = 120.0
 ) -> str:

@@ -33,6 +33,7 @@ from blocks.xen import XenCredentials
 from lab.machines import MachineFaults, MachineLab
 from lab.machines.ilo import IloPeer
 from lab.machines.xen_fake import XenApiPeer
+from tests.helpers import start_machines
 
 ILO_USER = "Administrator"
 XEN_USER = "root"
@@ -140,8 +141,9 @@ def ilo_xen_lab(
         tls=xen_tls,
         clean_shutdown_timeout_s=clean_shutdown_timeout_s,
     )
-    machines = MachineLab.generate(count, shutdown_s=1.0, boot_s=2.0)
-    with MachineLab(machines=machines, state_dir=state_dir, speed=speed, peers=[ilo, xen]) as lab:
+    with start_machines(
+        state_dir, peers=[ilo, xen], count=count, shutdown_s=1.0, boot_s=2.0, speed=speed
+    ) as lab:
         yield IloXenLab(
             lab=lab, ilo=ilo, xen=xen, ilo_password=ilo_password, xen_password=xen_password
         )

@@ -2,7 +2,7 @@
 
 Reuse it from any test module::
 
-    from tests.ipmi_lab import IpmiLab, PingWatch, start_ipmi_lab, ipmi_lab  # noqa: F401
+    from tests.ipmi_lab import IpmiLab, start_ipmi_lab, ipmi_lab  # noqa: F401
 
     def test_something(ipmi_lab: IpmiLab) -> None:
         name = ipmi_lab.names[0]
@@ -24,12 +24,9 @@ from __future__ import annotations
 
 import secrets
 import shutil
-import socket
-import threading
-import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -37,8 +34,9 @@ import pytest
 
 from blocks.ipmi import IpmiCredentials
 from clients.ipmi import IpmiClient
-from lab.machines import MachineLab, Peer
+from lab.machines import Peer
 from lab.machines.ipmi import IpmiSimPeer
+from tests.helpers import MachinesLab, start_machines
 
 DEFAULT_SUBNET = "127.78.30.0/24"
 IPMI_USER = "rackadmin"
@@ -54,55 +52,29 @@ def make_ipmi_password() -> str:
 
 
 @dataclass
-class IpmiLab:
+class IpmiLab(MachinesLab[IpmiCredentials]):
     """A running reboot lab with an ipmi_sim BMC per machine."""
 
-    lab: MachineLab
     bmcs: IpmiSimPeer
     user: str
     password: str
-    names: list[str] = field(default_factory=list)
 
     def endpoint(self, name: str) -> tuple[str, int]:
         """The machine's BMC (address, UDP port)."""
         return self.bmcs.endpoints[name]
 
-    def address(self, name: str) -> str:
-        """The machine's address (its BMC and its ping listener bind it)."""
-        return self.lab.machine(name).spec.address
-
-    def ping_port(self, name: str) -> int:
-        """The machine's TCP ping port (open while it answers)."""
-        return self.lab.ping_port(name)
+    def _login(self) -> dict[str, Any]:
+        # What a client and a credentials block of the lab both carry.
+        return {"user": self.user, "password": self.password, "timeout": 2.0}
 
     def client(self, name: str, **overrides: Any) -> IpmiClient:
         """An IPMI client for one machine's BMC (overrides: any constructor argument)."""
         address, port = self.endpoint(name)
-        kwargs: dict[str, Any] = {
-            "address": address,
-            "port": port,
-            "user": self.user,
-            "password": self.password,
-            "timeout": 2.0,
-        }
-        kwargs.update(overrides)
-        return IpmiClient(**kwargs)
+        return IpmiClient(**{"address": address, "port": port, **self._login(), **overrides})
 
     def credentials(self, **overrides: Any) -> IpmiCredentials:
         """A credentials block for the lab (ports differ per machine: tasks pass ``port``)."""
-        fields: dict[str, Any] = {"user": self.user, "password": self.password, "timeout": 2.0}
-        fields.update(overrides)
-        return IpmiCredentials(**fields)
-
-    async def save_credentials(self, block_name: str, **overrides: Any) -> IpmiCredentials:
-        """Save :meth:`credentials` as a block (needs the Prefect harness)."""
-        creds = self.credentials(**overrides)
-        await creds.asave(block_name, overwrite=True)
-        return creds
-
-    def snapshot(self, name: str) -> dict[str, Any]:
-        """The machine's state (powered, phase, answering, cycles, events)."""
-        return self.lab.snapshot(name)
+        return IpmiCredentials(**{**self._login(), **overrides})
 
     def set_calls(self, name: str) -> list[list[str]]:
         """The ``set ...`` requests the machine's BMC passed to chassis control."""
@@ -141,15 +113,19 @@ def start_ipmi_lab(
         The running lab.
     """
     password = password or make_ipmi_password()
-    specs = MachineLab.generate(count, subnet=subnet, shutdown_s=shutdown_s, boot_s=boot_s)
-    slow = boot_overrides or {}
-    specs = [replace(s, boot_s=slow[s.name]) if s.name in slow else s for s in specs]
     bmcs = IpmiSimPeer(user=user, password=password)
-    lab = MachineLab(machines=specs, state_dir=state_dir, speed=speed, peers=[*more_peers, bmcs])
-    with lab:
-        yield IpmiLab(
-            lab=lab, bmcs=bmcs, user=user, password=password, names=[s.name for s in specs]
-        )
+    with start_machines(
+        state_dir,
+        peers=[*more_peers, bmcs],
+        count=count,
+        subnet=subnet,
+        shutdown_s=shutdown_s,
+        boot_s=boot_s,
+        speed=speed,
+        boot_overrides=boot_overrides,
+    ) as lab:
+        names = list(lab.core.machines)
+        yield IpmiLab(lab=lab, names=names, bmcs=bmcs, user=user, password=password)
 
 
 @pytest.fixture
@@ -159,56 +135,3 @@ def ipmi_lab(tmp_path: Path) -> Iterator[IpmiLab]:
         pytest.skip("ipmi_sim not installed (apt package openipmi)")
     with start_ipmi_lab(tmp_path / "ipmi-lab", count=2) as lab:
         yield lab
-
-
-class PingWatch:
-    """Watch a machine's TCP ping port from a thread and record every change.
-
-    ``states`` starts with what the first probe saw and gets one entry per
-    change: ``[True, False, True]`` is "was up, went down, came back".
-
-    Args:
-        address: The machine's address.
-        port: Its ping port.
-        interval_s: Pause between probes.
-    """
-
-    def __init__(self, address: str, port: int, *, interval_s: float = 0.02) -> None:
-        self.address = address
-        self.port = port
-        self.interval_s = interval_s
-        self.states: list[bool] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="ping-watch", daemon=True)
-
-    def answers(self) -> bool:
-        """One probe: does the port accept a TCP connection now?"""
-        try:
-            with socket.create_connection((self.address, self.port), timeout=0.5):
-                return True
-        except OSError:
-            return False
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            now = self.answers()
-            if not self.states or self.states[-1] != now:
-                self.states.append(now)
-            self._stop.wait(self.interval_s)
-
-    def wait_for(self, states: list[bool], *, timeout_s: float = 10.0) -> list[bool]:
-        """Wait until the recorded changes are ``states`` (or more); return what was seen."""
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline and len(self.states) < len(states):
-            time.sleep(0.02)
-        return list(self.states)
-
-    def __enter__(self) -> PingWatch:
-        self._thread.start()
-        while not self.states:  # the first probe is the baseline
-            time.sleep(0.005)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join(timeout=2)

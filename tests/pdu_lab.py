@@ -17,16 +17,13 @@ warning with ``pytest_plugins``; it can wrap :func:`pdu_labs` in a fixture of
 its own instead (see tests/test_snmp_reboot.py). Without pytest:
 ``with start_pdu_lab(tmp_dir) as env: ...``. Every lab
 gets fresh random communities and v3 keys, so tests can assert they never
-show up in logs or errors. :class:`PingWatcher` records a machine's TCP
-"ping" answers from a thread, to prove it went down and came back.
+show up in logs or errors. ``PingWatch(*env.ping_address(name))``
+(tests/helpers.py) proves a machine went down and came back.
 """
 
 from __future__ import annotations
 
 import secrets
-import socket
-import threading
-import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
@@ -43,7 +40,6 @@ from lab.machines.pdu import PduPeer, SnmpUser
 
 __all__ = [
     "PduLab",
-    "PingWatcher",
     "default_outlets",
     "pdu_lab_factory",
     "pdu_labs",
@@ -191,56 +187,3 @@ def pdu_lab_factory(tmp_path: Path) -> Iterator[Callable[..., PduLab]]:
     """Start PDU labs (``start_pdu_lab`` arguments); all stopped after the test."""
     with pdu_labs(tmp_path) as make:
         yield make
-
-
-class PingWatcher:
-    """Record a machine's TCP "ping" answers (every ``interval_s``) from a thread.
-
-    Use as a context manager; :attr:`answers` is the list of (monotonic time,
-    answered) samples, :meth:`transitions` the answered values with repeats
-    collapsed (``[True, False, True]`` = went down and came back).
-    """
-
-    def __init__(self, address: tuple[str, int], *, interval_s: float = 0.01) -> None:
-        self.address = address
-        self.interval_s = interval_s
-        self.answers: list[tuple[float, bool]] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="ping-watcher", daemon=True)
-
-    def _answers(self) -> bool:
-        try:
-            with socket.create_connection(self.address, timeout=0.2):
-                return True
-        except OSError:
-            return False
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            self.answers.append((time.monotonic(), self._answers()))
-            self._stop.wait(self.interval_s)
-
-    def transitions(self) -> list[bool]:
-        """Answered values in order, repeats collapsed."""
-        out: list[bool] = []
-        for _t, answered in list(self.answers):
-            if not out or out[-1] != answered:
-                out.append(answered)
-        return out
-
-    def wait_for(self, pattern: list[bool], *, timeout_s: float = 10.0) -> bool:
-        """Wait until :meth:`transitions` ends with ``pattern``."""
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if self.transitions()[-len(pattern) :] == pattern:
-                return True
-            time.sleep(0.02)
-        return False
-
-    def __enter__(self) -> PingWatcher:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join(5)

@@ -25,10 +25,9 @@ Faults: ``lab.sshd.set_faults(name, SshFaults(...))`` for the host's tools,
 from __future__ import annotations
 
 import getpass
-import time
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -36,8 +35,9 @@ import pytest
 
 from blocks.ssh import SshCredentials
 from clients.ssh import SshClient
-from lab.machines import MachineLab, Peer
+from lab.machines import Peer
 from lab.machines.sshd import SshdPeer, generate_key_pair
+from tests.helpers import MachinesLab, start_machines, wait_until
 
 DEFAULT_SUBNET = "127.78.22.0/24"
 
@@ -57,72 +57,43 @@ def make_key_pair(comment: str = "rackflow-test") -> KeyPair:
 
 
 @dataclass
-class SshLab:
+class SshLab(MachinesLab[SshCredentials]):
     """A running reboot lab with an sshd per machine, and the key it trusts."""
 
-    lab: MachineLab
     sshd: SshdPeer
     key: KeyPair
     user: str
-    names: list[str] = field(default_factory=list)
-
-    def address(self, name: str) -> str:
-        """The machine's address (sshd and ping listener bind it)."""
-        return self.sshd.endpoints[name][0]
 
     def ssh_port(self, name: str) -> int:
-        """The machine's sshd port."""
+        """The machine's sshd port (on its address)."""
         return self.sshd.endpoints[name][1]
-
-    def ping_port(self, name: str) -> int:
-        """The machine's TCP ping port (open while it answers)."""
-        return self.lab.ping_port(name)
 
     def known_hosts(self, names: Sequence[str] | None = None) -> str:
         """known_hosts content for some machines (default: all)."""
         return "".join(self.sshd.host_key_line(n) + "\n" for n in names or self.names)
 
-    def client(self, name: str, **overrides: Any) -> SshClient:
-        """An SSH client for one machine with the lab's key (overrides: any ctor argument)."""
-        kwargs: dict[str, Any] = {
-            "host": self.address(name),
-            "port": self.ssh_port(name),
+    def _login(self) -> dict[str, Any]:
+        # What a client and a credentials block of the lab both carry.
+        return {
             "user": self.user,
             "private_key": self.key.private,
             "known_hosts": self.known_hosts(),
             "connect_timeout_s": 5.0,
         }
-        kwargs.update(overrides)
-        return SshClient(**kwargs)
+
+    def client(self, name: str, **overrides: Any) -> SshClient:
+        """An SSH client for one machine with the lab's key (overrides: any ctor argument)."""
+        where = {"host": self.address(name), "port": self.ssh_port(name)}
+        return SshClient(**{**where, **self._login(), **overrides})
 
     def credentials(self, **overrides: Any) -> SshCredentials:
         """A credentials block for the lab (ports differ per machine: tasks pass ``port``)."""
-        fields: dict[str, Any] = {
-            "user": self.user,
-            "private_key": self.key.private,
-            "known_hosts": self.known_hosts(),
-            "connect_timeout_s": 5.0,
-        }
-        fields.update(overrides)
-        return SshCredentials(**fields)
-
-    async def save_credentials(self, block_name: str, **overrides: Any) -> SshCredentials:
-        """Save :meth:`credentials` as a block (needs the Prefect harness)."""
-        creds = self.credentials(**overrides)
-        await creds.asave(block_name, overwrite=True)
-        return creds
+        return SshCredentials(**{**self._login(), **overrides})
 
     def wait_ssh(self, name: str, *, timeout_s: float = 5.0) -> None:
         """Block until the machine's sshd listens (it starts just after ping answers)."""
-        deadline = time.monotonic() + timeout_s
-        while not self.sshd.running(name):
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"sshd of {name} not listening after {timeout_s} s")
-            time.sleep(0.01)
-
-    def snapshot(self, name: str) -> dict[str, Any]:
-        """The machine's state (phase, answering, cycles, events)."""
-        return self.lab.snapshot(name)
+        if not wait_until(lambda: self.sshd.running(name), timeout_s=timeout_s, interval_s=0.01):
+            raise TimeoutError(f"sshd of {name} not listening after {timeout_s} s")
 
 
 @contextmanager
@@ -159,15 +130,20 @@ def start_ssh_lab(
         The running lab.
     """
     key = key or make_key_pair()
-    specs = MachineLab.generate(count, subnet=subnet, shutdown_s=shutdown_s, boot_s=boot_s)
     sshd = SshdPeer(
         authorized_keys=[key.public, *authorized_keys], windows=windows, extra_tools=extra_tools
     )
-    lab = MachineLab(machines=specs, state_dir=state_dir, speed=speed, peers=[sshd, *more_peers])
-    with lab:
-        yield SshLab(
-            lab=lab, sshd=sshd, key=key, user=getpass.getuser(), names=[s.name for s in specs]
-        )
+    with start_machines(
+        state_dir,
+        peers=[sshd, *more_peers],
+        count=count,
+        subnet=subnet,
+        shutdown_s=shutdown_s,
+        boot_s=boot_s,
+        speed=speed,
+    ) as lab:
+        names = list(lab.core.machines)
+        yield SshLab(lab=lab, names=names, sshd=sshd, key=key, user=getpass.getuser())
 
 
 @pytest.fixture(name="ssh_lab")

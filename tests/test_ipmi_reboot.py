@@ -28,8 +28,8 @@ from clients.errors import (
 )
 from clients.ipmi import IpmiClient
 from tasks.ipmi import ipmi_power, ipmi_reboot
-from tests.helpers import free_port
-from tests.ipmi_lab import IpmiLab, PingWatch, needs_ipmi_sim, start_ipmi_lab
+from tests.helpers import PingWatch, free_port
+from tests.ipmi_lab import IpmiLab, needs_ipmi_sim, start_ipmi_lab
 
 pytestmark = [pytest.mark.usefixtures("prefect_harness"), needs_ipmi_sim]
 
@@ -86,9 +86,9 @@ async def test_reset_takes_the_machine_down_and_it_comes_back(lab: IpmiLab) -> N
 
     with PingWatch(lab.address(RESET), lab.ping_port(RESET)) as ping:
         assert await reboot_flow(address, port, "ipmi-reset", "reset") == "on"
-        seen = ping.wait_for([True, False, True])
+        assert ping.wait_for([True, False, True]), ping.changes
 
-    assert seen == [True, False, True]
+    assert ping.changes == [True, False, True]
     assert lab.snapshot(RESET)["cycles"] == before + 1
     assert events(lab, RESET)[-3:] == [("reset", "ipmi"), ("down", "machine"), ("up", "machine")]
     assert lab.set_calls(RESET) == [["set", "reset", "1"]]
@@ -103,9 +103,9 @@ async def test_cycle_powers_off_and_on_and_the_machine_comes_back(lab: IpmiLab) 
     with PingWatch(lab.address(CYCLE), lab.ping_port(CYCLE)) as ping:
         # The task waits until the BMC reports power on again (ipmi_sim's own ~1 s pause).
         assert await reboot_flow(address, port, "ipmi-cycle", "cycle") == "on"
-        seen = ping.wait_for([True, False, True])
+        assert ping.wait_for([True, False, True]), ping.changes
 
-    assert seen == [True, False, True]
+    assert ping.changes == [True, False, True]
     snap = lab.snapshot(CYCLE)
     assert snap["cycles"] == before + 1 and snap["powered"]
     # ipmi_sim carries out a cycle as power off, then power on.

@@ -20,7 +20,8 @@ from blocks.snmp import SnmpCredentials
 from clients.errors import AuthError, NotFoundError, PreconditionError, TransportError
 from clients.snmp import APC, SENTRY3, PduClient, RebootMode, V2cAuth, V3Auth
 from tasks.pdu import pdu_outlet_state, snmp_reboot
-from tests.pdu_lab import PduLab, PingWatcher, pdu_labs
+from tests.helpers import PingWatch
+from tests.pdu_lab import PduLab, pdu_labs
 
 M1, M2 = "m1.lab.test", "m2.lab.test"
 MakeLab = Callable[..., PduLab]
@@ -95,10 +96,10 @@ async def test_apc_reboot_task_takes_the_machine_down_and_back(
     env = make_lab(model="apc", boot_s=4.0)  # down ~0.5 s: plenty for the watcher
     block = await env.save_block("rw")
     caplog.set_level(logging.DEBUG)
-    with PingWatcher(env.ping_address(M1)) as ping:
+    with PingWatch(*env.ping_address(M1)) as ping:
         assert ping.wait_for([True], timeout_s=2)
         done = await reboot_flow(env.host, env.port, block, "apc", env.outlet_of(M1))
-        assert ping.wait_for([True, False, True], timeout_s=5), ping.transitions()
+        assert ping.wait_for([True, False, True], timeout_s=5), ping.changes
     assert done == "reboot"
     snap = env.lab.snapshot(M1)
     assert snap["cycles"] == 1 and snap["answering"] and snap["powered"]
@@ -118,12 +119,12 @@ async def test_sentry3_off_on_reboot_of_a_tower_outlet(
 ) -> None:
     env = make_lab(model="sentry3", outlets={"AA1": M1, "BA2": M2}, boot_s=4.0)
     block = await env.save_block("rw")
-    with PingWatcher(env.ping_address(M2)) as ping:
+    with PingWatch(*env.ping_address(M2)) as ping:
         assert ping.wait_for([True], timeout_s=2)
         done = await reboot_flow(
             env.host, env.port, block, "sentry3", "BA2", mode="off_on", off_delay_s=0.3
         )
-        assert ping.wait_for([True, False, True], timeout_s=5), ping.transitions()
+        assert ping.wait_for([True, False, True], timeout_s=5), ping.changes
     assert done == "off_on"
     off, on = env.pdu.sets()
     control = ".1.3.6.1.4.1.1718.3.2.3.1.11.2.1.2"  # tower B=2, infeed A=1, outlet 2

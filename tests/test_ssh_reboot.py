@@ -7,7 +7,7 @@ import base64
 import hashlib
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
@@ -21,6 +21,7 @@ from clients.ssh import HostKeyError, RebootFailed
 from lab.machines.sshd import SshFaults
 from tasks.ping import wait_for_reachability
 from tasks.ssh import ssh_reboot
+from tests.helpers import wait_until
 from tests.ssh_lab import SshLab, make_key_pair, ssh_lab_fixture, start_ssh_lab  # noqa: F401
 
 M1, WIN = "m1.lab.test", "m2.lab.test"
@@ -73,15 +74,6 @@ def ssh_events(lab: SshLab, name: str) -> list[str]:
 
 def refusals(lab: SshLab, name: str) -> int:
     return lab.sshd.log_path(name).read_text().count("Connection closed by authenticating user")
-
-
-def wait_for(check: Callable[[], bool], timeout_s: float = 3.0) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while not check():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.02)
-    return True
 
 
 def secret_fragments(private_key: str) -> list[str]:
@@ -197,7 +189,7 @@ async def test_wrong_private_key_is_an_auth_error_and_nothing_reboots(
     assert f"[{lab.address(M1)}]:{lab.ssh_port(M1)}" in str(caught.value)
     assert lab.sshd.calls(M1) == [] and lab.snapshot(M1)["cycles"] == 0
     # One attempt: an AuthError is never retried (sshd logs the refusal a moment later).
-    assert wait_for(lambda: refusals(lab, M1) >= 1)
+    assert wait_until(lambda: refusals(lab, M1) >= 1)
     assert refusals(lab, M1) == 1
     # Neither key leaks into logs or the error (its text, repr, or causes).
     texts = [captured.text, str(caught.value), repr(caught.value)]

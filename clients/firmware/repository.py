@@ -12,11 +12,10 @@ from __future__ import annotations
 import logging
 import posixpath
 import ssl
-from types import TracebackType
-from typing import Self
 
 import httpx
 
+from clients.closing import AsyncClosing
 from clients.errors import (
     NotFoundError,
     PreconditionError,
@@ -46,7 +45,7 @@ DELL_HOSTS = frozenset({"dl.dell.com", "downloads.dell.com", "ftp.dell.com"})
 MAX_DOCUMENT_BYTES = 64 * 1024 * 1024
 
 
-class PackageResolver:
+class PackageResolver(AsyncClosing):
     """Resolve packages from firmware sources; caches each fetched index/catalog.
 
     One resolver can serve a whole fleet: the catalog is fetched once, not
@@ -80,17 +79,6 @@ class PackageResolver:
         self._timeout = timeout
         self._verify = verify
         self._documents: dict[str, bytes] = {}
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
     async def aclose(self) -> None:
         """Close the httpx client if this resolver built it."""

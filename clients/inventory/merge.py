@@ -148,17 +148,7 @@ def _apply(row: ServerRow, obs: ServerObservation, tag: str | None, uuid: str | 
     row.last_seen = obs.seen_at
     if obs.firmware:
         # The observation is the complete installed set: replace, never append.
-        row.firmware = [
-            FirmwareRow(
-                fqdd=fw.fqdd,
-                component_id=fw.component_id,
-                kind=fw.kind,
-                name=fw.name,
-                version=fw.version,
-                updateable=fw.updateable,
-            )
-            for fw in obs.firmware
-        ]
+        row.firmware = [FirmwareRow(**fw.model_dump()) for fw in obs.firmware]
 
 
 def upsert_observation(

@@ -10,20 +10,20 @@ from __future__ import annotations
 import builtins
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any
 
 from sqlalchemy import Engine, select
-from sqlalchemy.orm import Session, selectinload, sessionmaker
+from sqlalchemy.orm import Session, sessionmaker
 
 from clients.errors import PreconditionError
-from clients.inventory.access import MachineAccess, MachineEntry
+from clients.inventory import machines
+from clients.inventory.access import MachineEntry
 from clients.inventory.engine import db_errors, make_engine, normalize_url, redacted, sqlite_path
-from clients.inventory.merge import normalize_tag, upsert_observation
+from clients.inventory.machines import find_server, parse_endpoint, to_record
+from clients.inventory.merge import upsert_observation
 from clients.inventory.migrate import upgrade_to_head
 from clients.inventory.models import (
-    FirmwareObservation,
     ServerObservation,
     ServerRecord,
     ServerStatus,
@@ -34,46 +34,6 @@ from clients.inventory.schema import ServerRow
 __all__ = ["Inventory", "parse_endpoint"]
 
 _ANNOTATABLE = ("vcenter_host", "maas_system_id")
-
-
-def parse_endpoint(key: str) -> tuple[str, int | None]:
-    """Split ``address``, ``address:port`` or ``[v6]:port`` into its parts.
-
-    Args:
-        key: What a user typed.
-
-    Returns:
-        The address and the port (None when not given).
-    """
-    key = key.strip()
-    if key.startswith("["):
-        host, _, rest = key[1:].partition("]")
-        port = rest.removeprefix(":")
-        return host, int(port) if port.isdigit() else None
-    if key.count(":") == 1:
-        host, _, port = key.partition(":")
-        if port.isdigit():
-            return host, int(port)
-    return key, None
-
-
-def _to_record(row: ServerRow) -> ServerRecord:
-    data: dict[str, Any] = {
-        column.key: getattr(row, column.key) for column in ServerRow.__table__.columns
-    }
-    data["attributes"] = dict(row.attributes or {})
-    data["firmware"] = [
-        FirmwareObservation(
-            fqdd=fw.fqdd,
-            component_id=fw.component_id,
-            kind=fw.kind,
-            name=fw.name,
-            version=fw.version,
-            updateable=fw.updateable,
-        )
-        for fw in row.firmware
-    ]
-    return ServerRecord.model_validate(data)
 
 
 class Inventory:
@@ -234,32 +194,6 @@ class Inventory:
                     changed += 1
         return changed
 
-    def _find(self, session: Session, key: str) -> ServerRow | None:
-        key = key.strip()
-        if not key:
-            return None
-        by_name = select(ServerRow).where(
-            (ServerRow.identity == key)
-            | (ServerRow.service_tag == normalize_tag(key))
-            | (ServerRow.identity == key.lower())
-            | (ServerRow.fqdn == key.lower().rstrip("."))
-        )
-        row = session.scalars(by_name.options(selectinload(ServerRow.firmware))).first()
-        if row is not None:
-            return row
-        address, port = parse_endpoint(key)
-        query = select(ServerRow).where(ServerRow.bmc_address == address)
-        if port is not None:
-            query = query.where(ServerRow.bmc_port == port)
-        rows = list(session.scalars(query.options(selectinload(ServerRow.firmware))))
-        if len(rows) > 1:
-            ports = ", ".join(str(r.bmc_port) for r in rows)
-            raise PreconditionError(
-                subject=key,
-                reason=f"{len(rows)} servers at this address (ports {ports}): give address:port",
-            )
-        return rows[0] if rows else None
-
     def get(self, key: str) -> ServerRecord | None:
         """Find one server by service tag, identity, or BMC address.
 
@@ -274,8 +208,8 @@ class Inventory:
             PreconditionError: A bare address matches servers on several ports.
         """
         with self._transaction() as session:
-            row = self._find(session, key)
-            return _to_record(row) if row is not None else None
+            row = find_server(session, key)
+            return to_record(row) if row is not None else None
 
     def list(
         self, *, status: ServerStatus | None = None, model: str | None = None
@@ -289,13 +223,8 @@ class Inventory:
         Returns:
             The matching records with their firmware.
         """
-        query = select(ServerRow).options(selectinload(ServerRow.firmware))
-        if status is not None:
-            query = query.where(ServerRow.status == ServerStatus(status).value)
-        if model is not None:
-            query = query.where(ServerRow.model == model)
         with self._transaction() as session:
-            return [_to_record(row) for row in session.scalars(query.order_by(ServerRow.identity))]
+            return machines.list_records(session, status=status, model=model)
 
     def known_addresses(self, *, status: ServerStatus | None = None) -> dict[tuple[str, int], str]:
         """Map every claimed BMC address to the identity of its server.
@@ -343,7 +272,7 @@ class Inventory:
         if unknown:
             raise PreconditionError(subject="annotate", reason=f"unknown fields {unknown}")
         with self._transaction() as session:
-            row = self._find(session, key)
+            row = find_server(session, key)
             if row is None:
                 raise PreconditionError(subject=key, reason="no such server in the inventory")
             for name, value in links.items():
@@ -352,7 +281,7 @@ class Inventory:
                 merged = {**(row.attributes or {}), **attributes}
                 row.attributes = {k: v for k, v in merged.items() if v is not None}
             session.flush()
-            return _to_record(row)
+            return to_record(row)
 
     def register(self, entries: Iterable[MachineEntry]) -> dict[str, int]:
         """Record machines and their reboot paths (an import), all or nothing.
@@ -372,48 +301,8 @@ class Inventory:
             PreconditionError: An entry's tag and name match two different machines,
                 or its name is taken by another machine.
         """
-        counts = {"created": 0, "updated": 0}
         with self._transaction() as session:
-            for entry in entries:
-                row = self._match_entry(session, entry)
-                if row is None:
-                    now = datetime.now(UTC)
-                    row = ServerRow(
-                        identity=entry.service_tag or str(entry.name),
-                        status=ServerStatus.REGISTERED.value,
-                        first_seen=now,
-                        last_seen=now,
-                        attributes={},
-                    )
-                    session.add(row)
-                    counts["created"] += 1
-                else:
-                    counts["updated"] += 1
-                if entry.service_tag is not None:
-                    row.service_tag = entry.service_tag
-                if entry.name is not None:
-                    row.fqdn = entry.name
-                row.access = entry.access().model_dump(mode="json", exclude_none=True)
-                session.flush()
-        return counts
-
-    def _match_entry(self, session: Session, entry: MachineEntry) -> ServerRow | None:
-        by_tag = self._find(session, entry.service_tag) if entry.service_tag else None
-        by_name = None
-        if entry.name is not None:
-            query = select(ServerRow).where(
-                (ServerRow.fqdn == entry.name) | (ServerRow.identity == entry.name)
-            )
-            by_name = session.scalars(query).first()
-        if by_tag is not None and by_name is not None and by_tag.id != by_name.id:
-            raise PreconditionError(
-                subject=str(entry.name),
-                reason=(
-                    f"name belongs to {by_name.identity} but service tag {entry.service_tag} "
-                    f"to {by_tag.identity}"
-                ),
-            )
-        return by_tag or by_name
+            return machines.register(session, entries)
 
     def access_entries(self) -> builtins.list[MachineEntry]:
         """Every machine that has reboot paths, as import entries (for ``export --access``).
@@ -421,20 +310,8 @@ class Inventory:
         Returns:
             Entries ordered by identity; importing them again changes nothing.
         """
-        result: builtins.list[MachineEntry] = []
-        for record in self.list():
-            if record.access == MachineAccess() and record.status != ServerStatus.REGISTERED:
-                continue
-            result.append(
-                MachineEntry.model_validate(
-                    {
-                        "name": record.fqdn,
-                        "service_tag": record.service_tag,
-                        **record.access.model_dump(exclude_none=True),
-                    }
-                )
-            )
-        return result
+        with self._transaction() as session:
+            return machines.access_entries(session)
 
     def export(self) -> builtins.list[dict[str, Any]]:
         """Dump every server as plain data (JSON types only) for YAML or JSON.

@@ -20,6 +20,8 @@ again on the same port with the same host key when it answers again.
         address, port = sshd.endpoints["m1.lab.test"]
         known_hosts = sshd.host_key_line("m1.lab.test")
         sshd.set_faults("m1.lab.test", SshFaults(fail={"reboot": "reboot: Permission denied"}))
+
+A host's files and process live in :mod:`lab.machines.sshd_host`.
 """
 
 from __future__ import annotations
@@ -27,65 +29,28 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
-import shlex
-import signal
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
-
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from typing import Any
 
 from lab.machines.core import MachineCore
+from lab.machines.sshd_host import (
+    SSHD,
+    SshHost,
+    generate_key_pair,
+    kill_tree,
+    prepare_host,
+    start_sshd,
+    write_file,
+)
 from lab.machines.state import Machine
 
 log = logging.getLogger(__name__)
 
-__all__ = ["SshFaults", "SshdPeer", "generate_key_pair"]
+__all__ = ["SSHD", "SshFaults", "SshdPeer", "generate_key_pair"]
 
-SSHD = "/usr/sbin/sshd"  # sshd refuses to run unless started by absolute path
 PRIVSEP_DIR = Path("/run/sshd")
-REPO_ROOT = Path(__file__).resolve().parents[2]
-POWER_TOOLS = ("reboot", "shutdown", "poweroff")
-SFTP_SERVER = "/usr/lib/openssh/sftp-server"  # external: the session wrapper execs it
-_READY_TIMEOUT_S = 10.0
-# sshd runs commands through the user's login shell, and bash reads ~/.bashrc
-# when started by sshd: root's may prepend to PATH. This ForceCommand puts the
-# fake tools first again, then runs what the client asked for.
-_SESSION = """#!/bin/sh
-PATH={path}; export PATH
-if [ -z "${{SSH_ORIGINAL_COMMAND:-}}" ]; then exec /bin/sh; fi
-exec /bin/sh -c "$SSH_ORIGINAL_COMMAND"
-"""
-
-
-def generate_key_pair(comment: str = "") -> tuple[str, str]:
-    """Make an ed25519 key pair in OpenSSH formats.
-
-    Args:
-        comment: Appended to the public key line.
-
-    Returns:
-        (private key as OpenSSH PEM text, public key line ``ssh-ed25519 AAAA... comment``).
-    """
-    key = Ed25519PrivateKey.generate()
-    private = key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.OpenSSH,
-        serialization.NoEncryption(),
-    ).decode()
-    public = (
-        key.public_key()
-        .public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH)
-        .decode()
-    )
-    return private, f"{public} {comment}".strip()
 
 
 @dataclass
@@ -101,27 +66,6 @@ class SshFaults:
 
     fail: dict[str, str] = field(default_factory=dict)
     hang: bool = False
-
-
-@dataclass
-class _Host:
-    machine: str
-    address: str
-    port: int
-    directory: Path
-    windows: bool
-    host_public: str
-    proc: subprocess.Popen[bytes] | None = None
-    listening: bool = False
-    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-
-    @property
-    def config(self) -> Path:
-        return self.directory / "sshd_config"
-
-    @property
-    def log_path(self) -> Path:
-        return self.directory / "sshd.log"
 
 
 class SshdPeer:
@@ -154,7 +98,7 @@ class SshdPeer:
         self._ports = dict(ports or {})
         self._windows = set(windows)
         self._extra_tools = dict(extra_tools or {})
-        self._hosts: dict[str, _Host] = {}
+        self._hosts: dict[str, SshHost] = {}
         self._stopped = False
         self.endpoints: dict[str, tuple[str, int]] = {}
         """Machine name -> (address, port) of its sshd, once started."""
@@ -203,7 +147,7 @@ class SshdPeer:
             faults: Its new faults.
         """
         data = {"fail": dict(faults.fail), "hang": faults.hang}
-        _write(self._hosts[name].directory / "faults.json", json.dumps(data))
+        write_file(self._hosts[name].directory / "faults.json", json.dumps(data))
 
     def calls(self, name: str) -> list[dict[str, Any]]:
         """Every fake-tool call on a host so far: ``{"tool", "args", "exit", "error", "t"}``."""
@@ -226,44 +170,17 @@ class SshdPeer:
         """The machine's sshd log (``-e``: everything sshd says)."""
         return self._hosts[name].log_path
 
-    def _prepare(self, core: MachineCore, machine: Machine) -> _Host:
-        directory = core.state_dir / "sshd" / machine.name
-        bin_dir = directory / "bin"
-        bin_dir.mkdir(parents=True, exist_ok=True)
-        address = machine.spec.address
-        port = self._ports.get(machine.name) or _free_port(address)
-        private, public = generate_key_pair(f"root@{machine.name}")
-        _write(directory / "ssh_host_ed25519_key", private, mode=0o600)
-        _write(directory / "authorized_keys", "".join(k + "\n" for k in self._authorized))
-        _write(directory / "faults.json", json.dumps({"fail": {}, "hang": False}))
-        _write(directory / "calls.jsonl", "")  # a reused state dir starts with no calls
-        python = shlex.quote(sys.executable)
-        for tool in POWER_TOOLS:
-            script = f'#!/bin/sh\nexec {python} -m lab.machines.sshd_tools.power {tool} "$@"\n'
-            _write(bin_dir / tool, script, mode=0o755)
-        for tool, script in self._extra_tools.items():
-            _write(bin_dir / tool, script, mode=0o755)
-        _write(directory / "session", _SESSION.format(path=shlex.quote(_path(bin_dir))), mode=0o755)
-        host = _Host(
+    def _prepare(self, core: MachineCore, machine: Machine) -> SshHost:
+        return prepare_host(
+            core.state_dir / "sshd" / machine.name,
             machine=machine.name,
-            address=address,
-            port=port,
-            directory=directory,
+            address=machine.spec.address,
+            port=self._ports.get(machine.name),
+            authorized_keys=self._authorized,
+            extra_tools=self._extra_tools,
             windows=machine.name in self._windows,
-            host_public=public,
+            control_url=core.control_url,
         )
-        env = {
-            "PATH": _path(bin_dir),
-            "PYTHONPATH": str(REPO_ROOT),
-            "RACKFLOW_LAB_PYTHON": sys.executable,  # for extra tools written in Python
-            "RACKFLOW_LAB_CONTROL_URL": core.control_url,
-            "RACKFLOW_LAB_MACHINE": machine.name,
-            "RACKFLOW_LAB_SSH_FAULTS": str(directory / "faults.json"),
-            "RACKFLOW_LAB_SSH_CALLS": str(directory / "calls.jsonl"),
-            "RACKFLOW_LAB_OS": "windows" if host.windows else "linux",
-        }
-        _write(host.config, _sshd_config(host, env))
-        return host
 
     async def _follow(self, machine: Machine) -> None:
         host = self._hosts.get(machine.name)
@@ -274,30 +191,21 @@ class SshdPeer:
         else:
             await self._stop(host)
 
-    async def _start(self, host: _Host) -> None:
+    async def _start(self, host: SshHost) -> None:
         async with host.lock:
             # After the lab stopped us, a machine finishing its boot must not revive sshd.
             if self._stopped or (host.proc is not None and host.proc.poll() is None):
                 return
-            offset = host.log_path.stat().st_size if host.log_path.exists() else 0
-            with host.log_path.open("ab") as out:
-                host.proc = subprocess.Popen(  # noqa: S603 - fixed argv, our own config
-                    [SSHD, "-D", "-e", "-f", str(host.config)],
-                    stdin=subprocess.DEVNULL,
-                    stdout=out,
-                    stderr=out,
-                )
-            await _wait_listening(host, offset)
-            host.listening = True
+            await start_sshd(host)
             log.info("sshd of %s listening on %s:%d", host.machine, host.address, host.port)
 
-    async def _stop(self, host: _Host) -> None:
+    async def _stop(self, host: SshHost) -> None:
         async with host.lock:
             proc, host.proc = host.proc, None
             host.listening = False
             if proc is None:
                 return
-            _kill_tree(proc.pid)
+            kill_tree(proc.pid)
             # SIGKILLed: the wait is immediate; bounded anyway so the loop never hangs.
             await asyncio.to_thread(proc.wait, 10)
             log.info("sshd of %s stopped", host.machine)
@@ -306,102 +214,3 @@ class SshdPeer:
         self._stopped = True
         for host in self._hosts.values():
             await self._stop(host)
-
-
-def _sshd_config(host: _Host, env: Mapping[str, str]) -> str:
-    set_env = " ".join(f'"{k}={v}"' for k, v in env.items())
-    return "\n".join(
-        [
-            f"ListenAddress {host.address}:{host.port}",
-            f"HostKey {host.directory / 'ssh_host_ed25519_key'}",
-            f"PidFile {host.directory / 'sshd.pid'}",
-            f"AuthorizedKeysFile {host.directory / 'authorized_keys'}",
-            "PubkeyAuthentication yes",
-            "PasswordAuthentication no",
-            "KbdInteractiveAuthentication no",
-            "PermitRootLogin prohibit-password",
-            "UsePAM no",
-            "StrictModes no",  # the lab's files live in a temp dir of any mode
-            "PrintMotd no",
-            "MaxStartups 100",
-            f"SetEnv {set_env}",
-            f"ForceCommand {host.directory / 'session'}",
-            f"Subsystem sftp {SFTP_SERVER}",
-            "",
-        ]
-    )
-
-
-async def _wait_listening(host: _Host, offset: int) -> None:
-    # sshd -e says "Server listening on <addr> port <port>." once bound: reading
-    # its log avoids probe connections that would clutter it.
-    deadline = time.monotonic() + _READY_TIMEOUT_S
-    proc = host.proc
-    assert proc is not None
-    while True:
-        with host.log_path.open("rb") as f:
-            f.seek(offset)
-            said = f.read().decode(errors="replace")
-        if "Server listening on" in said:
-            return
-        if proc.poll() is not None or time.monotonic() > deadline:
-            _kill_tree(proc.pid)
-            raise RuntimeError(f"sshd of {host.machine} did not start: {said[-2000:]}")
-        await asyncio.sleep(0.01)
-
-
-def _children() -> dict[int, list[int]]:
-    tree: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            stat = Path(f"/proc/{entry}/stat").read_text()
-        except OSError:  # exited while we looked
-            continue
-        # The command name may contain spaces and parentheses: ppid follows the last ")".
-        ppid = int(stat.rsplit(")", 1)[1].split()[1])
-        tree.setdefault(ppid, []).append(int(entry))
-    return tree
-
-
-def _kill_tree(root: int) -> None:
-    """SIGKILL a process and all its descendants (sshd sessions call setsid, so no killpg)."""
-    frozen: set[int] = set()
-    pending = [root]
-    # Freeze first, so nothing forks or reparents while we collect the tree.
-    while pending:
-        for pid in pending:
-            _signal(pid, signal.SIGSTOP)
-            frozen.add(pid)
-        tree = _children()
-        pending = [c for p in frozen for c in tree.get(p, []) if c not in frozen]
-    for pid in frozen:
-        _signal(pid, signal.SIGKILL)
-
-
-def _signal(pid: int, sig: signal.Signals) -> None:
-    try:
-        os.kill(pid, sig)
-    except ProcessLookupError:
-        pass
-
-
-def _path(bin_dir: Path) -> str:
-    return f"{bin_dir}:/usr/bin:/bin"
-
-
-def _free_port(address: str) -> int:
-    with socket.socket() as s:
-        s.bind((address, 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-def _write(path: Path, text: str, *, mode: int = 0o644) -> None:
-    # Open with the final mode: a host key must never be readable by others, even briefly.
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    out: IO[str]
-    with os.fdopen(fd, "w") as out:
-        out.write(text)
-    os.chmod(path, mode)

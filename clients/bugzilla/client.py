@@ -1,117 +1,33 @@
-"""An async client for the Bugzilla 5 REST API: find, file and comment on bugs.
-
-We use httpx rather than python-bugzilla: that library is synchronous
-(requests) and defaults to XML-RPC, while our tasks are async and need only
-four REST calls.
-
-The API key travels in the ``X-BUGZILLA-API-KEY`` header, never in a URL
-(URLs end up in logs and error messages), and is scrubbed from any text the
-server sends back.
-
-Error mapping (Bugzilla's JSON errors carry a numeric ``code``):
-
-- codes 300-399 and 410 (bad / revoked API key, login required) ->
-  :class:`~clients.errors.AuthError`, whatever the HTTP status (Bugzilla 5
-  answers a wrong API key with HTTP 400, code 306);
-- codes 51/101 with HTTP 404 -> :class:`~clients.errors.NotFoundError`;
-- any other Bugzilla error (e.g. 106 unknown product, 51 unknown component,
-  even though 106 comes with HTTP 401) -> :class:`~clients.errors.RemoteError`;
-- no Bugzilla JSON: 401/403 -> AuthError, 404 -> NotFoundError, 409/503 ->
-  BusyError, other 5xx -> ServerError (retryable for GET/PUT only);
-- connect, timeout, reset -> :class:`~clients.errors.TransportError`.
-"""
+"""The Bugzilla REST client: find, read, file and comment on bugs (see :mod:`clients.bugzilla`)."""
 
 from __future__ import annotations
 
 import logging
-import re
 import ssl
 from collections.abc import Mapping, Sequence
-from types import MappingProxyType, TracebackType
-from typing import Any, Self, TypeVar
+from types import MappingProxyType
+from typing import Any, TypeVar
 
 import httpx
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ValidationError
 
-from clients.errors import (
-    AuthError,
-    BusyError,
-    NotFoundError,
-    PreconditionError,
-    ProtocolError,
-    RemoteError,
-    ServerError,
-    TlsError,
-    TransportError,
-)
-from clients.polling import parse_retry_after
+from clients.bugzilla._wire import json_or_none, remote_error
+from clients.bugzilla.models import MAX_SUMMARY, SEARCH_FIELDS, Bug, Comment, normalize_summary
+from clients.closing import AsyncClosing
+from clients.errors import PreconditionError, ProtocolError
+from clients.http_errors import error_for_exception
 
-__all__ = ["Bug", "BugzillaClient", "Comment", "normalize_summary"]
+__all__ = ["API_KEY_HEADER", "BugzillaClient"]
 
 logger = logging.getLogger("rackflow.clients.bugzilla")
 
 API_KEY_HEADER = "X-BUGZILLA-API-KEY"
-MAX_SUMMARY = 255  # Bugzilla's MAX_FREETEXT_LENGTH
-# The fields a duplicate check needs: far less than a whole bug (Bugzilla
-# instances with many custom fields answer searches slowly otherwise).
-SEARCH_FIELDS = "id,summary,status,resolution,is_open,product,component,version,creation_time"
-_AUTH_CODES = range(300, 400)
-_LOGIN_REQUIRED = 410
 _ACCEPT: Mapping[str, str] = MappingProxyType({"Accept": "application/json"})
 
 M = TypeVar("M", bound=BaseModel)
 
 
-def normalize_summary(summary: str) -> str:
-    """Normalize a summary the way Bugzilla stores it (``clean_text``).
-
-    Args:
-        summary: Summary text.
-
-    Returns:
-        Control characters (newlines, tabs) replaced by one space, ends trimmed.
-    """
-    return re.sub(r"[\x00-\x1f\x7f]+", " ", summary).strip()
-
-
-class Bug(BaseModel):
-    """A bug as Bugzilla's ``GET /rest/bug`` describes it (the fields rackflow reads)."""
-
-    model_config = ConfigDict(extra="ignore", frozen=True)
-
-    id: int
-    summary: str
-    status: str
-    resolution: str = ""
-    is_open: bool | None = None
-    product: str = ""
-    component: str = ""
-    version: str = ""
-    severity: str | None = None
-    creation_time: str | None = None
-    cc: list[str] = Field(default_factory=list)
-
-    @property
-    def open(self) -> bool:
-        """True while unresolved (``is_open``, else an empty resolution)."""
-        return self.is_open if self.is_open is not None else not self.resolution
-
-
-class Comment(BaseModel):
-    """One comment of a bug; ``count`` 0 is the bug's description."""
-
-    model_config = ConfigDict(extra="ignore", frozen=True)
-
-    id: int
-    bug_id: int
-    count: int
-    text: str
-    creator: str = ""
-    creation_time: str | None = None
-    is_private: bool = False
-
-
-class BugzillaClient:
+class BugzillaClient(AsyncClosing):
     """Talk to one Bugzilla; use as ``async with BugzillaClient(...) as bz:``.
 
     Construction does no I/O. Clients do not retry: Prefect tasks do.
@@ -156,17 +72,6 @@ class BugzillaClient:
     def url(self) -> str:
         """The Bugzilla base URL (without ``/rest``)."""
         return self._base
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
     async def aclose(self) -> None:
         """Close the HTTP connections (idempotent)."""
@@ -396,62 +301,20 @@ class BugzillaClient:
                 method, self._base + path, params=params, json=json, headers=headers
             )
         except httpx.HTTPError as exc:
-            raise self._transport_error(exc, path) from exc
-        body = _json_or_none(response)
+            raise error_for_exception(exc, target=self._target(path)) from exc
+        body = json_or_none(response)
         error = body if isinstance(body, dict) and body.get("error") else None
         if not response.is_success or error is not None:
-            raise self._remote_error(response, error, path, idempotent=method in ("GET", "PUT"))
+            raise remote_error(
+                response,
+                error,
+                target=self._target(path),
+                scrub=self._scrub,
+                idempotent=method in ("GET", "PUT"),
+            )
         if not isinstance(body, dict):
             raise ProtocolError(target=self._target(path), detail="answer is not a JSON object")
         return body
-
-    def _transport_error(self, exc: httpx.HTTPError, path: str) -> TransportError | ProtocolError:
-        target = self._target(path)
-        cert = _ssl_cause(exc)
-        if cert is not None:
-            reason = getattr(cert, "verify_message", None) or str(cert)
-            return TlsError(target=target, reason=f"certificate not trusted: {reason}")
-        if isinstance(exc, httpx.TimeoutException):
-            return TransportError(target=target, reason=f"{type(exc).__name__}: timed out")
-        if isinstance(exc, httpx.TransportError):
-            return TransportError(target=target, reason=f"{type(exc).__name__}: {exc}")
-        return ProtocolError(target=target, detail=f"{type(exc).__name__}: {exc}")
-
-    def _remote_error(
-        self,
-        response: httpx.Response,
-        error: Mapping[str, Any] | None,
-        path: str,
-        *,
-        idempotent: bool,
-    ) -> RemoteError:
-        status = response.status_code
-        code = error.get("code") if error else None
-        message = error.get("message") if error else None
-        kwargs: dict[str, Any] = {
-            "status": status,
-            "code": str(code) if code is not None else None,
-            "message": self._scrub(str(message or response.reason_phrase or "error")),
-            "target": self._target(path),
-        }
-        if isinstance(code, int):
-            if code in _AUTH_CODES or code == _LOGIN_REQUIRED:
-                return AuthError(**kwargs)
-            if status == 404:
-                return NotFoundError(**kwargs)
-            if status >= 500:
-                return ServerError(idempotent=idempotent, **kwargs)
-            return RemoteError(**kwargs)
-        if status in (401, 403):
-            return AuthError(**kwargs)
-        if status == 404:
-            return NotFoundError(**kwargs)
-        if status in (409, 503):
-            retry_after = parse_retry_after(response.headers.get("Retry-After"))
-            return BusyError(retry_after=retry_after, **kwargs)
-        if status >= 500:
-            return ServerError(idempotent=idempotent, **kwargs)
-        return RemoteError(**kwargs)
 
     def _models(self, model: type[M], raw: Any, *, path: str) -> list[M]:
         if not isinstance(raw, list):
@@ -461,22 +324,3 @@ class BugzillaClient:
         except ValidationError as exc:
             detail = f"malformed {model.__name__}: {exc.errors()[0].get('msg', exc)}"
             raise ProtocolError(target=self._target(path), detail=detail) from None
-
-
-def _json_or_none(response: httpx.Response) -> Any:
-    try:
-        return response.json()
-    except ValueError:
-        return None
-
-
-def _ssl_cause(exc: BaseException) -> ssl.SSLCertVerificationError | None:
-    """Find a certificate error in the cause/context chain (httpx -> httpcore -> ssl)."""
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        if isinstance(current, ssl.SSLCertVerificationError):
-            return current
-        current = current.__cause__ or current.__context__
-    return None

@@ -1,27 +1,9 @@
-"""A fake Bugzilla 5.0 REST API, where reboot flows file their bug reports.
+"""The fake Bugzilla's REST front-end (aiohttp) and a runner on its own loop thread.
 
-Served by aiohttp over plain HTTP on 127.0.0.1 (free port). Shapes follow
-Bugzilla 5.0 (``Bugzilla/WebService/Constants.pm``, ``.../REST/Resources/Bug.pm``)::
-
-    GET  /rest/bug?product=&component=&summary=&status=&resolution=---&include_fields=
-    POST /rest/bug                {product, component, summary, version, description,
-                                   op_sys, platform, severity, priority, cc}  201 {"id": N}
-    GET  /rest/bug/{id}           {"bugs": [bug], "faults": []}
-    PUT  /rest/bug/{id}           {status, resolution, comment: {body}}  {"bugs": [changes]}
-    GET  /rest/bug/{id}/comment   {"bugs": {"<id>": {"comments": [...]}}, "comments": {}}
-    POST /rest/bug/{id}/comment   {comment}  200 {"id": N}
-    GET  /rest/version            {"version": "5.0.6"}
-    GET  /show_bug.cgi?id=N       a small HTML page (what ``bug_url`` links to)
-
-Authentication: ``X-BUGZILLA-API-KEY`` header, ``api_key`` query parameter or
-body field. A wrong key is refused even on reads (code 306, which Bugzilla
-maps to HTTP 400, not 401); writes without a key get code 410 (HTTP 401).
-Errors are Bugzilla's JSON: ``{"error": true, "code": N, "message": ...}``
-with the HTTP status of ``REST_STATUS_CODE_MAP``.
-
-:class:`BugzillaPeer` is a reboot-lab peer (``MachineLab(peers=[peer])``);
-:class:`BugzillaFake` serves one on its own loop thread. State (``bugs``,
-``comments``, ``requests``) is owned by the loop: read it there.
+Requests are authenticated, fault-injected and turned into calls of
+:class:`~lab.machines.bugzilla.tracker.BugTracker`; its
+:class:`~lab.machines.bugzilla.tracker.BugzillaError` becomes Bugzilla's JSON
+error with the HTTP status of ``REST_STATUS_CODE_MAP``.
 """
 
 from __future__ import annotations
@@ -30,33 +12,19 @@ import asyncio
 import copy
 import html
 import json
-import re
 import secrets
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import web
-from multidict import MultiMapping
 
 from lab.fleet import check_loopback
 from lab.loop_thread import LoopThread
+from lab.machines.bugzilla.tracker import BugTracker, BugzillaError
 
-__all__ = ["BugzillaFake", "BugzillaFaults", "BugzillaPeer", "OPEN_STATUSES"]
+__all__ = ["BugzillaFake", "BugzillaFaults", "BugzillaPeer"]
 
-OPEN_STATUSES = ("UNCONFIRMED", "CONFIRMED", "IN_PROGRESS")
-CLOSED_STATUSES = ("RESOLVED", "VERIFIED")
-RESOLUTIONS = ("FIXED", "INVALID", "WONTFIX", "DUPLICATE", "WORKSFORME")
-LEGAL = {
-    "severity": ("blocker", "critical", "major", "normal", "minor", "trivial", "enhancement"),
-    "priority": ("Highest", "High", "Normal", "Low", "Lowest", "---"),
-    "op_sys": ("All", "Windows", "Mac OS", "Linux", "Other"),
-    "platform": ("All", "PC", "Macintosh", "Other"),
-}
-DEFAULTS = {"severity": "normal", "priority": "---", "op_sys": "All", "platform": "All"}
-MAX_SUMMARY = 255  # MAX_FREETEXT_LENGTH
-MAX_COMMENT = 65535
 # REST_STATUS_CODE_MAP of Bugzilla 5.0 (codes not listed answer 400).
 _STATUS = {51: 404, 101: 404, 102: 401, 106: 401, 109: 401, 300: 401, 410: 401, 504: 401}
 _STATUS |= {32614: 404}
@@ -82,24 +50,6 @@ class BugzillaFaults:
     fail_method: str | None = None
     stall_writes: int = 0
     stall_s: float = 0.0
-
-
-class BugzillaError(Exception):
-    """An error Bugzilla reports as JSON (internal to the fake)."""
-
-    def __init__(self, code: int, message: str) -> None:
-        self.code = code
-        self.message = message
-        super().__init__(f"{code}: {message}")
-
-
-def _now() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def clean_text(text: str) -> str:
-    """Bugzilla's ``clean_text``: control characters become one space, then trim."""
-    return re.sub(r"[\x00-\x1f\x7f]+", " ", text).strip()
 
 
 class BugzillaPeer:
@@ -128,18 +78,17 @@ class BugzillaPeer:
         port: int = 0,
         faults: BugzillaFaults | None = None,
     ) -> None:
-        self.products = {p: list(c) for p, c in (products or {"Datacenter": ["Reboots"]}).items()}
-        self.versions = list(versions)
         self.api_keys = dict(api_keys or {secrets.token_urlsafe(30): "rackflow@lab.test"})
-        self.users = None if users is None else set(users) | set(self.api_keys.values())
+        self.tracker = BugTracker(
+            products=products or {"Datacenter": ["Reboots"]},
+            versions=versions,
+            users=None if users is None else set(users) | set(self.api_keys.values()),
+        )
         self.require_login = require_login
         self.host = check_loopback(host)
         self.port = port
         self.faults = faults or BugzillaFaults()
-        self.bugs: dict[int, dict[str, Any]] = {}
-        self.comments: dict[int, list[dict[str, Any]]] = {}
         self.requests: list[tuple[str, str]] = []  # (method, path) of every request seen
-        self._next_comment = 1
         self._runner: web.AppRunner | None = None
         self.url = ""
 
@@ -147,6 +96,16 @@ class BugzillaPeer:
     def api_key(self) -> str:
         """The first API key (the one tests usually need)."""
         return next(iter(self.api_keys))
+
+    @property
+    def bugs(self) -> dict[int, dict[str, Any]]:
+        """Stored bugs by id (the tracker's own dict: read it on the loop)."""
+        return self.tracker.bugs
+
+    @property
+    def comments(self) -> dict[int, list[dict[str, Any]]]:
+        """Stored comments by bug id (the tracker's own dict: read it on the loop)."""
+        return self.tracker.comments
 
     # -- lifecycle --------------------------------------------------------------------
 
@@ -194,7 +153,7 @@ class BugzillaPeer:
 
     async def close_bug(self, bug_id: int, resolution: str = "FIXED") -> None:
         """Resolve a bug, as a person would in the web UI."""
-        self._set_status(self.bugs[bug_id], "RESOLVED", resolution)
+        self.tracker.set_status(self.bugs[bug_id], "RESOLVED", resolution)
 
     async def set_faults(self, faults: BugzillaFaults) -> None:
         """Replace the injected faults."""
@@ -260,14 +219,6 @@ class BugzillaPeer:
             raise BugzillaError(410, "You must log in before using this part of Bugzilla.")
         return None
 
-    def _bug(self, raw: str) -> dict[str, Any]:
-        if not raw.isdigit():
-            raise BugzillaError(100, f"'{raw}' is not a valid bug number nor an alias to a bug.")
-        bug = self.bugs.get(int(raw))
-        if bug is None:
-            raise BugzillaError(101, f"Bug #{raw} does not exist.")
-        return bug
-
     # -- handlers ---------------------------------------------------------------------
 
     async def _version(self, request: web.Request) -> web.Response:
@@ -275,47 +226,30 @@ class BugzillaPeer:
 
     async def _search(self, request: web.Request) -> web.Response:
         self._login(request, {}, write=False)
-        query = request.query
-        found = [b for b in self.bugs.values() if _matches(b, query)]
-        fields = [f for v in query.getall("include_fields", []) for f in v.split(",") if f]
-        raw_limit = query.get("limit", "0") or "0"
-        if not raw_limit.isdigit():
-            raise BugzillaError(52, f"Invalid parameter passed to Bug.search: limit={raw_limit}")
-        limit = int(raw_limit)
-        found = found[:limit] if limit > 0 else found
-        return web.json_response({"bugs": [_only(b, fields) for b in found]})
+        return web.json_response({"bugs": self.tracker.search(request.query)})
 
     async def _get(self, request: web.Request) -> web.Response:
         self._login(request, {}, write=False)
-        bug = self._bug(request.match_info["id"])
+        bug = self.tracker.bug(request.match_info["id"])
         return web.json_response({"bugs": [bug], "faults": []})
 
     async def _get_comments(self, request: web.Request) -> web.Response:
         self._login(request, {}, write=False)
-        bug = self._bug(request.match_info["id"])
+        bug = self.tracker.bug(request.match_info["id"])
         comments = self.comments[bug["id"]]
         return web.json_response({"bugs": {str(bug["id"]): {"comments": comments}}, "comments": {}})
 
     async def _create(self, request: web.Request) -> web.Response:
         body = await self._body(request)
         login = self._login(request, body, write=True)
-        bug = self._validated_new_bug(body, creator=str(login))
-        self.bugs[bug["id"]] = bug
-        self.comments[bug["id"]] = []
-        self._store_comment(bug, str(body.get("description") or ""), creator=bug["creator"])
+        bug = self.tracker.create(body, creator=str(login))
         return web.json_response({"id": bug["id"]}, status=201)
 
     async def _add_comment(self, request: web.Request) -> web.Response:
         body = await self._body(request)
         login = self._login(request, body, write=True)
-        bug = self._bug(request.match_info["id"])
-        text = body.get("comment")
-        if not isinstance(text, str) or not text.strip():
-            raise BugzillaError(50, "The function Bug.add_comment requires a comment argument.")
-        if len(text) > MAX_COMMENT:
-            raise BugzillaError(114, f"Comments cannot be longer than {MAX_COMMENT} characters.")
-        comment = self._store_comment(bug, text, creator=str(login))
-        bug["last_change_time"] = comment["creation_time"]
+        bug = self.tracker.bug(request.match_info["id"])
+        comment = self.tracker.add_comment(bug, body.get("comment"), creator=str(login))
         # Bugzilla 5.0's add_comment resource says ``success_code`` where REST.pm
         # reads ``status_code``: it answers 200, not 201 (create answers 201).
         return web.json_response({"id": comment["id"]})
@@ -323,169 +257,20 @@ class BugzillaPeer:
     async def _update(self, request: web.Request) -> web.Response:
         body = await self._body(request)
         login = self._login(request, body, write=True)
-        bug = self._bug(request.match_info["id"])
-        before = {"status": bug["status"], "resolution": bug["resolution"]}
-        status = str(body.get("status", bug["status"]))
-        resolution = body.get("resolution")
-        if status not in OPEN_STATUSES + CLOSED_STATUSES:
-            raise BugzillaError(51, f"There is no status named '{status}'.")
-        self._set_status(bug, status, None if resolution is None else str(resolution))
-        comment = body.get("comment")
-        if isinstance(comment, dict) and str(comment.get("body", "")).strip():
-            self._store_comment(bug, str(comment["body"]), creator=str(login))
-        changes = {
-            k: {"removed": before[k], "added": bug[k]} for k in before if before[k] != bug[k]
-        }
-        result = {"id": bug["id"], "alias": [], "last_change_time": bug["last_change_time"]}
-        return web.json_response({"bugs": [result | {"changes": changes}]})
+        bug = self.tracker.bug(request.match_info["id"])
+        result = self.tracker.update(bug, body, creator=str(login))
+        return web.json_response({"bugs": [result]})
 
     async def _show_bug(self, request: web.Request) -> web.Response:
-        bug = self._bug(request.query.get("id", ""))
+        bug = self.tracker.bug(request.query.get("id", ""))
         title = html.escape(f"Bug {bug['id']} - {bug['summary']}")
         page = f"<html><head><title>{title}</title></head><body><h1>{title}</h1></body></html>"
         return web.Response(text=page, content_type="text/html")
-
-    # -- the model --------------------------------------------------------------------
-
-    def _validated_new_bug(self, body: Mapping[str, Any], *, creator: str) -> dict[str, Any]:
-        for field in ("product", "component", "summary", "version"):
-            if field not in body or body[field] is None:
-                raise BugzillaError(
-                    50,
-                    f"The function Bugzilla::Bug->create requires a {field} argument, "
-                    "and that argument was not set.",
-                )
-        product, component = str(body["product"]).strip(), str(body["component"]).strip()
-        if product not in self.products:
-            raise BugzillaError(
-                106,
-                f"Sorry, either the product '{product}' does not exist or you aren't "
-                "authorized to enter a bug into it.",
-            )
-        if not component:
-            raise BugzillaError(105, "You must choose a component to file this bug in.")
-        if component not in self.products[product]:
-            raise BugzillaError(
-                51, f"There is no component named '{component}' in the '{product}' product."
-            )
-        version = str(body["version"]).strip()
-        if version not in self.versions:
-            raise BugzillaError(
-                51, f"There is no version named '{version}' in the '{product}' product."
-            )
-        summary = clean_text(str(body["summary"]))
-        if not summary:
-            raise BugzillaError(107, "You must enter a summary for this bug.")
-        if len(summary) > MAX_SUMMARY:
-            raise BugzillaError(
-                104,
-                f"The text you entered in the Summary field is too long ({len(summary)} "
-                f"characters, above the maximum length allowed of {MAX_SUMMARY} characters).",
-            )
-        choices = {f: str(body.get(f) or DEFAULTS[f]) for f in LEGAL}
-        for field, value in choices.items():
-            if value not in LEGAL[field]:
-                raise BugzillaError(51, f"There is no {field.replace('_', ' ')} named '{value}'.")
-        now = _now()
-        return {
-            "id": max(self.bugs, default=0) + 1,
-            "alias": [],
-            "summary": summary,
-            "product": product,
-            "component": component,
-            "version": version,
-            "status": "CONFIRMED",
-            "resolution": "",
-            "is_open": True,
-            "is_confirmed": True,
-            **choices,
-            "cc": self._checked_cc(body.get("cc")),
-            "creator": creator,
-            "assigned_to": f"{component.lower()}@{product.lower()}.bugs",
-            "classification": "Unclassified",
-            "target_milestone": "---",
-            "creation_time": now,
-            "last_change_time": now,
-            "keywords": [],
-            "whiteboard": "",
-            "url": "",
-            "dupe_of": None,
-        }
-
-    def _checked_cc(self, raw: Any) -> list[str]:
-        cc = [raw] if isinstance(raw, str) else list(raw or [])
-        for login in cc:
-            known = "@" in str(login) if self.users is None else login in self.users
-            if not known:
-                raise BugzillaError(
-                    504,
-                    f"There is no user named '{login}'. Either you mis-typed the name or "
-                    "that user has not yet registered for a Bugzilla account.",
-                )
-        return [str(c) for c in dict.fromkeys(cc)]
-
-    def _store_comment(self, bug: dict[str, Any], text: str, *, creator: str) -> dict[str, Any]:
-        comments = self.comments[bug["id"]]
-        now = _now()
-        comment = {
-            "id": self._next_comment,
-            "bug_id": bug["id"],
-            "count": len(comments),
-            "text": text.rstrip(),  # Bugzilla strips trailing whitespace from comments
-            "creator": creator,
-            "author": creator,
-            "time": now,
-            "creation_time": now,
-            "is_private": False,
-            "attachment_id": None,
-            "tags": [],
-        }
-        self._next_comment += 1
-        comments.append(comment)
-        return comment
-
-    def _set_status(self, bug: dict[str, Any], status: str, resolution: str | None) -> None:
-        if status in CLOSED_STATUSES:
-            resolution = resolution or (bug["resolution"] or None)
-            if resolution not in RESOLUTIONS:
-                raise BugzillaError(
-                    121, f"A valid resolution is required to mark bugs as {status}."
-                )
-        elif resolution:
-            raise BugzillaError(122, "You cannot set a resolution for open bugs.")
-        bug["status"], bug["resolution"] = status, resolution or ""
-        bug["is_open"] = status in OPEN_STATUSES
-        bug["last_change_time"] = _now()
 
 
 def _error(err: BugzillaError) -> web.Response:
     body = {"error": True, "code": err.code, "message": err.message}
     return web.json_response(body, status=_STATUS.get(err.code, 400))
-
-
-def _matches(bug: Mapping[str, Any], query: MultiMapping[str]) -> bool:
-    def any_of(name: str) -> list[str]:
-        return list(query.getall(name, []))
-
-    for field in ("product", "component", "status", "version", "severity", "creator"):
-        wanted = any_of(field)
-        if wanted and bug[field] not in wanted:
-            return False
-    resolutions = ["" if r == "---" else r for r in any_of("resolution")]
-    if resolutions and bug["resolution"] not in resolutions:
-        return False
-    ids = any_of("id")
-    if ids and str(bug["id"]) not in ids:
-        return False
-    # Bug.search's ``summary`` is a case-insensitive substring match (any of several).
-    summaries = any_of("summary")
-    return not summaries or any(s.lower() in bug["summary"].lower() for s in summaries)
-
-
-def _only(bug: Mapping[str, Any], fields: Sequence[str]) -> dict[str, Any]:
-    if not fields or "_all" in fields or "_default" in fields:
-        return dict(bug)
-    return {k: v for k, v in bug.items() if k in fields}
 
 
 class BugzillaFake:
