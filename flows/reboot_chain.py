@@ -243,6 +243,8 @@ async def _attempt(
         detail = await call()
     except RackflowError as exc:
         return done(Outcome.FAILED, error=str(exc))
+    except Exception as exc:  # noqa: BLE001 - e.g. a missing block: this method failed, go on
+        return done(Outcome.FAILED, error=f"{type(exc).__name__}: {exc}")
     if was_up:
         try:
             stop = await _observe(

@@ -294,3 +294,16 @@ async def test_methods_the_machine_lacks_are_refused_before_anything(blocks: Reb
     assert state.is_failed()
     with pytest.raises(PreconditionError, match=r"none of the methods \(ilo\) is configured"):
         await state.result()
+
+
+async def test_a_missing_block_fails_that_method_only(blocks: RebootLab) -> None:
+    lab, name = blocks, "m4.lab.test"
+    entry = lab.entry(name).model_dump()
+    lab.register(lab.entry(name, ssh=entry["ssh"] | {"credentials": "no-such-block"}))
+    state = await reboot_flow(
+        name, deadlines=FAST, inventory_block=lab.inventory_block, return_state=True
+    )
+    result = _result(state)
+    assert state.is_completed() and result.method == "ipmi-reset"
+    assert result.attempts[0].outcome.value == "failed"
+    assert "no-such-block" in (result.attempts[0].error or "")
