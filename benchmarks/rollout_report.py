@@ -7,6 +7,7 @@ from statistics import mean
 from typing import Any
 
 from rollout_plan import TARGET_RATIO, Plan, request_bound
+from rollout_timings import AFTER_SLOT
 
 
 def _verdict(ok: bool) -> str:
@@ -77,7 +78,8 @@ def _timing_lines(plan: Plan, roll: dict[str, Any]) -> list[str]:
         lines.append(
             f"  per server: span first task start -> last task end mean {per['span_mean_s']} s "
             f"(max {per['span_max_s']}), of which in tasks {per['in_tasks_mean_s']} s, between "
-            f"tasks {per['between_tasks_mean_s']} s; hardware {plan.hardware_s:.1f} s"
+            f"tasks {per['between_tasks_mean_s']} s; hardware {plan.hardware_s:.1f} s "
+            f"(in the slot: {', '.join(sorted(AFTER_SLOT))} runs after it)"
         )
         slot = (t["flow_run_s"] or 0.0) * plan.max_parallel / plan.servers
         lines.append(

@@ -6,7 +6,8 @@ server's lag (``settle_s``). Each task run is attributed to a server (a
 ``machine:<id>`` tag when it has one, else ``rollout_trace``'s mapping), which
 gives each server's timeline: its span (first task start to last task end),
 the time inside tasks, the idle gaps before each task, and the slot hand-off
-between one server's last task and the next server's first.
+between one server's last task and the next server's first (tasks the flow
+runs after handing the slot on, ``AFTER_SLOT``, are left out of the span).
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ from uuid import UUID
 
 _PAGE = 200
 _SETTLE_TIMEOUT_S = 60.0
+#: Task runs the flow starts after a server's rollout slot is given to the next server.
+AFTER_SLOT = frozenset({"read_server_observation"})
 
 
 def _secs(start: datetime | None, end: datetime | None) -> float | None:
@@ -137,13 +140,16 @@ def _per_server(runs: list[Any], server_of: dict[str, str], max_parallel: int) -
     servers = _group(runs, server_of)
     spans, busy, counts, windows = [], [], [], []
     gaps: dict[str, list[float]] = defaultdict(list)
-    for members in servers.values():
+    for everything in servers.values():
+        counts.append(len(everything))
+        # The flow refreshes a server's inventory record after giving its slot to the
+        # next server: that task is not part of the server's time in the slot.
+        members = [r for r in everything if _task_name(r) not in AFTER_SLOT] or everything
         first = min(r.start_time for r in members)
         last = max(r.end_time for r in members)
         windows.append((first, last))
         spans.append((last - first).total_seconds())
         busy.append(_union_s(members))
-        counts.append(len(members))
         _gaps_before(members, gaps)
     if not spans:
         return {"servers": 0}

@@ -28,18 +28,18 @@ from flows.rollout import (
     ComponentResult,
     Outcome,
     RolloutOptions,
-    in_thread,
     run_id,
 )
-from tasks.firmware import check_catalog_compliance, progress_key, reboot_server, wait_for_server
+from tasks.firmware import progress_key
+from tasks.firmware_finish import reboot_server, wait_for_server
 from tasks.firmware_repo import (
     CatalogJobs,
+    check_catalog_compliance,
     is_idrac_job,
     start_catalog_update,
     verify_catalog_update,
     wait_for_firmware_jobs,
 )
-from tasks.inventory import note_pending_change
 
 
 def _row(server: ServerRecord, component: str, outcome: Outcome, message: str) -> ComponentResult:
@@ -170,9 +170,7 @@ async def apply_catalog(
         failed = [r for r in rows if r.result is Outcome.FAILED]
         if failed:
             raise ComponentFailed(failed[0], rows=rows)
-        await in_thread(
-            note_pending_change, server.identity, "firmware-job", None, opts.inventory_block
-        )
+        await opts.inventory.note(server.identity, "firmware-job", None)
     except RackflowError as exc:
         for r in rows:
             r.message = "; ".join([*done, str(exc)])
@@ -195,9 +193,7 @@ async def _start(
         "jobs": [],
         "components": sorted({str(u.kind) for u in updates}),
     }
-    await in_thread(
-        note_pending_change, server.identity, "firmware-job", note, opts.inventory_block
-    )
+    await opts.inventory.note(server.identity, "firmware-job", note)
     jobs = await start_catalog_update(
         server.bmc_address,
         server.bmc_port,
@@ -208,9 +204,7 @@ async def _start(
         interval_s=d.poll_interval_s,
     )
     note.update(job=jobs.repository_job, jobs=jobs.jobs)
-    await in_thread(
-        note_pending_change, server.identity, "firmware-job", note, opts.inventory_block
-    )
+    await opts.inventory.note(server.identity, "firmware-job", note)
     get_run_logger().info(
         "%s: InstallFromRepository %s started %s",
         server.identity,

@@ -16,26 +16,21 @@ from clients.firmware.sources import ApplyTime, DellCatalog, DirectUrl, HttpRepo
 from clients.inventory import ServerRecord
 from clients.redfish.models import ComponentKind
 from flows.catalog_apply import apply_catalog, catalog_plan, catalog_report
+from flows.maintenance_window import maintenance_window
 from flows.rollout import (
     ComponentFailed,
     ComponentResult,
     Outcome,
     RolloutOptions,
     StepDeadlines,
-    current_version,
-    in_thread,
-    maintenance_window,
     rolling,
+    rollout_options,
     update_component,
 )
-from tasks.discovery import refresh_server_record
-from tasks.firmware import (
-    check_server_ready,
-    resolve_firmware_package,
-    wait_for_server,
-)
-from tasks.inventory import load_target_servers
-from tasks.lease import MachineBusyError, machine_lease, tag_current_run
+from tasks.firmware import Readiness, check_server_ready, installed_of, summarize_versions
+from tasks.firmware_finish import wait_for_server
+from tasks.inventory import load_target_servers, read_server_observation
+from tasks.lease import MachineBusyError, machine_lease
 
 FirmwareSource = Annotated[HttpRepository | DellCatalog | DirectUrl, Field(discriminator="kind")]
 
@@ -72,11 +67,18 @@ def row(server: ServerRecord, component: str, outcome: Outcome, message: str) ->
     )
 
 
-async def prepare_server(server: ServerRecord, opts: RolloutOptions) -> str | None:
+async def prepare_server(
+    server: ServerRecord, opts: RolloutOptions, *, read_firmware: bool = False
+) -> Readiness | str:
     """Pre-checks; after a crash, first wait for a host a previous run was rebooting.
 
+    Args:
+        server: The server.
+        opts: The run's settings.
+        read_firmware: Also read the installed firmware (for the plan), same session.
+
     Returns:
-        None when ready, else why the server is skipped (nothing was touched).
+        What the pre-checks saw, or why the server is skipped (nothing was touched).
     """
     attrs = server.attributes or {}
     assert server.bmc_address is not None and server.bmc_port is not None
@@ -94,16 +96,16 @@ async def prepare_server(server: ServerRecord, opts: RolloutOptions) -> str | No
                 timeout_s=opts.deadlines.host_back_s,
                 interval_s=opts.deadlines.poll_interval_s,
             )
-        await check_server_ready(
+        return await check_server_ready(
             server.bmc_address,
             server.bmc_port,
             opts.credentials_block,
             own_jobs=own_jobs,
             own_components=own_components,
+            read_firmware=read_firmware,
         )
     except RackflowError as exc:
         return f"pre-check failed: {exc}"
-    return None
 
 
 async def _plan(
@@ -111,8 +113,11 @@ async def _plan(
     source: FirmwareSource,
     components: list[ComponentKind],
     opts: RolloutOptions,
+    ready: Readiness,
 ) -> tuple[list[ComponentResult], list[Any]]:
     """Rows of the components needing no work, and the work to do.
+
+    The installed versions are the ones the pre-checks read (``ready.firmware``).
 
     Returns:
         The rows, and (package, installed version) pairs for SimpleUpdate, or for a
@@ -130,12 +135,14 @@ async def _plan(
     rows: list[ComponentResult] = []
     plan = []
     for kind in components:
-        before, ids = await current_version(server, kind, opts)
+        found = installed_of(ready.firmware, kind)
+        before = summarize_versions(found)
+        ids = sorted({c.component_id for c in found if c.component_id})
         if before is None:
             rows.append(row(server, str(kind), Outcome.SKIPPED, f"server has no {kind}"))
             continue
         try:
-            package = await resolve_firmware_package(
+            package = await opts.package(
                 source, server.model, kind, ids[0] if len(ids) == 1 else None
             )
         except PreconditionError as exc:
@@ -165,13 +172,19 @@ async def update_server(
     opts: RolloutOptions,
     lease_wait_s: float,
 ) -> list[ComponentResult]:
-    """Everything for one server, holding its machine lease."""
+    """Everything for one server, holding its machine lease (limit made and run tagged up front)."""
     try:
-        async with machine_lease(server.identity, wait_s=lease_wait_s):
-            skip = await prepare_server(server, opts)
-            if skip:
-                return [row(server, "*", Outcome.SKIPPED, skip)]
-            rows, plan = await _plan(server, source, components, opts)
+        async with machine_lease(
+            server.identity,
+            wait_s=lease_wait_s,
+            tag=False,
+            ensure_limit=False,
+            releases=opts.releases,
+        ):
+            ready = await prepare_server(server, opts, read_firmware=True)
+            if isinstance(ready, str):
+                return [row(server, "*", Outcome.SKIPPED, ready)]
+            rows, plan = await _plan(server, source, components, opts, ready)
             pending_mm = "pending:maintenance" in (server.attributes or {})
             try:
                 async with maintenance_window(server, opts, needed=bool(plan) or pending_mm):
@@ -187,22 +200,34 @@ async def update_server(
                 rows.extend(exc.rows)
             except RackflowError as exc:
                 rows.append(row(server, "*", Outcome.FAILED, f"maintenance mode: {exc}"))
-            if any(r.result is Outcome.UPDATED for r in rows):
-                await refresh_inventory(server, opts)
             return rows
     except MachineBusyError as exc:
         return [row(server, "*", Outcome.SKIPPED, str(exc))]
 
 
 async def refresh_inventory(server: ServerRecord, opts: RolloutOptions) -> None:
-    """Record the server's new versions (a failure here does not undo the update)."""
+    """Record the server's new versions (a failure here does not undo the update).
+
+    Only reads the server: it runs after the server's lease and rollout slot are
+    given back, while the next server starts.
+    """
     assert server.bmc_address is not None and server.bmc_port is not None
     try:
-        await refresh_server_record(
-            server.bmc_address, server.bmc_port, opts.credentials_block, opts.inventory_block
+        probe = await read_server_observation(
+            server.bmc_address, server.bmc_port, opts.credentials_block
         )
+        if probe.observation is None:
+            raise PreconditionError(subject=server.identity, reason=probe.detail or "no answer")
+        await opts.inventory.record([probe.observation])
     except RackflowError as exc:
         get_run_logger().warning("%s: inventory not refreshed: %s", server.identity, exc)
+
+
+async def _refresh_updated(
+    server: ServerRecord, rows: list[ComponentResult], opts: RolloutOptions
+) -> None:
+    if any(r.result is Outcome.UPDATED for r in rows):
+        await refresh_inventory(server, opts)
 
 
 async def report(summary: RolloutSummary, title: str, key: str) -> None:
@@ -280,10 +305,11 @@ async def rolling_firmware_update(
             subject="components",
             reason=f"a direct URL updates only {source.component}, not {components}",
         )
-    servers = await in_thread(load_target_servers, targets, model, inventory_block)
-    await tag_current_run([s.identity for s in servers])  # job history of each machine
+    servers = await load_target_servers(targets, model, inventory_block)
     get_run_logger().info("rolling update of %s on %d server(s)", components, len(servers))
-    opts = RolloutOptions(
+    async with rollout_options(
+        servers,
+        max_parallel=max_parallel,
         credentials_block=credentials_block,
         vcenter_block=vcenter_block,
         inventory_block=inventory_block,
@@ -291,13 +317,14 @@ async def rolling_firmware_update(
         deadlines=deadlines,
         max_unavailable_per_cluster=max_unavailable_per_cluster,
         dry_run=dry_run,
-    )
-    rows = await rolling(
-        servers,
-        lambda s: update_server(s, source, components, opts, lease_wait_s),
-        max_parallel=max_parallel,
-        max_failures=max_failures,
-    )
+    ) as opts:
+        rows = await rolling(
+            servers,
+            lambda s: update_server(s, source, components, opts, lease_wait_s),
+            after=lambda s, rows: _refresh_updated(s, rows, opts),
+            max_parallel=max_parallel,
+            max_failures=max_failures,
+        )
     summary = RolloutSummary(rows=rows, duration_s=round(time.monotonic() - started, 1))
     await report(summary, "Rolling firmware update", "rolling-firmware-update")
     return final_state(summary, "rolling firmware update")

@@ -29,6 +29,7 @@ from flows.firmware_update import (
     report,
     row,
 )
+from flows.maintenance_window import maintenance_window
 from flows.rollout import (
     ComponentFailed,
     ComponentResult,
@@ -36,12 +37,10 @@ from flows.rollout import (
     RolloutOptions,
     StepDeadlines,
     current_version,
-    in_thread,
-    maintenance_window,
     rolling,
+    rollout_options,
     update_component,
 )
-from tasks.firmware import resolve_firmware_package
 from tasks.inventory import load_target_servers
 from tasks.lease import MachineBusyError, machine_lease, tag_current_run
 
@@ -74,9 +73,7 @@ async def update_one_component(
     if before is None:
         return row(server, str(kind), Outcome.SKIPPED, f"server has no {kind}")
     try:
-        package = await resolve_firmware_package(
-            source, server.model, kind, ids[0] if len(ids) == 1 else None
-        )
+        package = await opts.package(source, server.model, kind, ids[0] if len(ids) == 1 else None)
     except PreconditionError as exc:
         return row(server, str(kind), Outcome.SKIPPED, f"no package: {exc}")
     if package.version and before == package.version:
@@ -142,9 +139,9 @@ async def update_server_components(
     """All components of one server, in order, in one maintenance window."""
     opts = _OPTIONS.get()
     try:
-        async with machine_lease(server.identity, wait_s=lease_wait_s):
+        async with machine_lease(server.identity, wait_s=lease_wait_s, ensure_limit=False):
             skip = await prepare_server(server, opts)
-            if skip:
+            if isinstance(skip, str):
                 res = ServerUpdateResult(
                     server=server.identity, rows=[row(server, "*", Outcome.SKIPPED, skip)]
                 )
@@ -225,19 +222,7 @@ async def full_server_update(
         raise PreconditionError(
             subject="source", reason="a direct URL holds one package: use rolling-firmware-update"
         )
-    servers = await in_thread(load_target_servers, targets, model, inventory_block)
-    await tag_current_run([s.identity for s in servers])  # job history of each machine
-    _OPTIONS.set(
-        RolloutOptions(
-            credentials_block=credentials_block,
-            vcenter_block=vcenter_block,
-            inventory_block=inventory_block,
-            apply_time=apply_time,
-            deadlines=deadlines,
-            max_unavailable_per_cluster=max_unavailable_per_cluster,
-            dry_run=dry_run,
-        )
-    )
+    servers = await load_target_servers(targets, model, inventory_block)
     get_run_logger().info("full server update of %d server(s)", len(servers))
 
     async def one(server: ServerRecord) -> list[ComponentResult]:
@@ -249,7 +234,19 @@ async def full_server_update(
             return res.rows
         return [row(server, "*", Outcome.FAILED, f"{state.name}: {state.message}")]
 
-    rows = await rolling(servers, one, max_parallel=max_parallel, max_failures=max_failures)
+    async with rollout_options(
+        servers,
+        max_parallel=max_parallel,
+        credentials_block=credentials_block,
+        vcenter_block=vcenter_block,
+        inventory_block=inventory_block,
+        apply_time=apply_time,
+        deadlines=deadlines,
+        max_unavailable_per_cluster=max_unavailable_per_cluster,
+        dry_run=dry_run,
+    ) as opts:
+        _OPTIONS.set(opts)
+        rows = await rolling(servers, one, max_parallel=max_parallel, max_failures=max_failures)
     summary = RolloutSummary(rows=rows, duration_s=round(time.monotonic() - started, 1))
     await report(summary, "Full server update", "full-server-update")
     return final_state(summary, "full server update")

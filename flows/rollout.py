@@ -1,45 +1,50 @@
-"""What the firmware procedures share: parameters, the rolling scheduler, the
-maintenance window and the steps that update one component of one server.
+"""What the firmware procedures share: parameters, the run's options, the rolling
+scheduler and the steps that update one component of one server.
 
 No protocol code here: every step is a task from ``tasks/``. Sync tasks
-(vCenter via pyVmomi, the inventory) run in a thread so the rollout's other
-servers keep moving.
+(vCenter via pyVmomi) run in the run's own bounded thread pool so the
+rollout's other servers keep moving; bookkeeping in the inventory (the
+pending-change notes a crashed run is recovered from) goes through the run's
+:class:`~tasks.inventory.RunInventory`, written before the step it protects.
+The vCenter maintenance window is in :mod:`flows.maintenance_window`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextvars
+import functools
+import statistics
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, TypeVar
 
-from prefect import get_client, get_run_logger
-from prefect.concurrency.asyncio import concurrency
+from prefect import get_run_logger
 from prefect.runtime import flow_run
 from pydantic import BaseModel, Field
 
-from clients.errors import RackflowError
+from clients.errors import PreconditionError, RackflowError
 from clients.firmware.repository import Package
 from clients.firmware.sources import ApplyTime
 from clients.inventory import ServerRecord
 from clients.redfish.jobs import DONE_STATES
 from clients.redfish.models import ComponentKind
 from tasks.firmware import (
+    StartedUpdate,
+    load_credentials,
     progress_key,
     read_component_versions,
-    reboot_server,
+    resolve_firmware_package,
     start_firmware_update,
     summarize_versions,
-    verify_firmware_version,
-    wait_for_firmware_job,
-    wait_for_server,
 )
-from tasks.inventory import note_pending_change
-from tasks.lease import safe_limit_name
-from tasks.vcenter import enter_maintenance_mode, exit_maintenance_mode, wait_host_connected
+from tasks.firmware_finish import AppliedUpdate, complete_firmware_update, reboot_server
+from tasks.inventory import RunInventory
+from tasks.lease import LeaseReleases, prepare_machine_leases
 
 T = TypeVar("T")
 
@@ -81,7 +86,13 @@ class ComponentResult(BaseModel):
 
 @dataclass
 class RolloutOptions:
-    """Settings every server of one run shares."""
+    """Settings every server of one run shares, and the run's shared helpers.
+
+    ``inventory`` is the run's handle for its notes; ``threads`` runs the sync
+    tasks (vCenter) of the servers in flight; ``releases`` gives machine leases
+    back in the background; ``packages`` and ``took`` are what the run learned
+    (packages per model, how long steps take). Built by :func:`rollout_options`.
+    """
 
     credentials_block: str
     vcenter_block: str | None
@@ -90,7 +101,12 @@ class RolloutOptions:
     deadlines: StepDeadlines
     max_unavailable_per_cluster: int
     dry_run: bool
+    inventory: RunInventory
+    threads: ThreadPoolExecutor
+    releases: LeaseReleases
     cluster_gates: dict[str, asyncio.Semaphore] = field(default_factory=dict)
+    packages: dict[tuple[Any, ...], asyncio.Future[Package]] = field(default_factory=dict)
+    took: dict[tuple[Any, ...], list[float]] = field(default_factory=dict)
 
     def gate(self, cluster: str | None) -> asyncio.Semaphore:
         """Never more than ``max_unavailable_per_cluster`` hosts of a cluster in maintenance."""
@@ -99,6 +115,95 @@ class RolloutOptions:
             size = self.max_unavailable_per_cluster if cluster else 1_000_000
             self.cluster_gates[key] = asyncio.Semaphore(size)
         return self.cluster_gates[key]
+
+    def expected(self, *step: Any) -> float | None:
+        """How long a step took so far on servers like this one (None: not seen yet).
+
+        The fastest time seen (reads found it done soonest after the fact), but
+        never under half the median: one odd fast run (a job found already
+        staged) must not make every later wait read early and often.
+
+        Args:
+            *step: What identifies the step: model, component, step name.
+        """
+        seen = self.took.get(step)
+        if not seen:
+            return None
+        return max(min(seen), statistics.median(seen) / 2)
+
+    def learn(self, took_s: float, *step: Any) -> None:
+        """Remember how long a step took (the last 50 times per step)."""
+        seen = self.took.setdefault(step, [])
+        seen.append(took_s)
+        del seen[:-50]
+
+    async def in_thread(self, fn: Callable[..., T], *args: Any) -> T:
+        """Call a sync task in the run's thread pool (with the caller's Prefect context)."""
+        call = functools.partial(contextvars.copy_context().run, fn, *args)
+        return await asyncio.get_running_loop().run_in_executor(self.threads, call)
+
+    async def package(
+        self, source: Any, model: str | None, kind: ComponentKind, component_id: str | None
+    ) -> Package:
+        """The package for a model's component, resolved once per run (every server shares it).
+
+        Raises:
+            PreconditionError: No package applies (remembered too).
+        """
+        key = (source.model_dump_json(), model, kind, component_id)
+        future = self.packages.get(key)
+        if future is None:
+            future = self.packages[key] = asyncio.ensure_future(
+                resolve_firmware_package(source, model, kind, component_id)
+            )
+        try:
+            return await asyncio.shield(future)
+        except PreconditionError:
+            raise
+        except BaseException:
+            if self.packages.get(key) is future:  # a transient failure: the next server asks again
+                del self.packages[key]
+            raise
+
+
+@asynccontextmanager
+async def rollout_options(
+    servers: Sequence[ServerRecord], *, max_parallel: int, **settings: Any
+) -> AsyncIterator[RolloutOptions]:
+    """Prepare a run over ``servers``; its settings and shared helpers, closed at its end.
+
+    The credentials block is loaded (once for the run's tasks), the run is
+    filed under every machine (its job history) and their lease limits are
+    made (the first ``max_parallel`` now, the rest meanwhile); at the end the
+    leases are given back and the inventory closed.
+
+    Args:
+        servers: The servers, in rollout order.
+        max_parallel: Servers at once (sizes the thread pool).
+        **settings: The other fields of :class:`RolloutOptions`.
+
+    Yields:
+        The options.
+    """
+    # Bounded: a thread per server in flight (a maintenance-mode entry holds one for
+    # minutes), at most 64; the default executor has only cpu + 4.
+    threads = ThreadPoolExecutor(
+        max_workers=min(max_parallel, 64) + 2, thread_name_prefix="rackflow-sync"
+    )
+    try:
+        async with LeaseReleases() as releases:
+            machines = [s.identity for s in servers]
+            # The credentials once, ready for the first servers' tasks (a bad name fails here).
+            await asyncio.gather(
+                load_credentials(settings["credentials_block"]),
+                prepare_machine_leases(machines, first=max_parallel, background=releases),
+            )
+            async with await RunInventory.open(settings["inventory_block"]) as inventory:
+                yield RolloutOptions(
+                    **settings, inventory=inventory, threads=threads, releases=releases
+                )
+    finally:
+        threads.shutdown(wait=False)
 
 
 def run_id() -> str:
@@ -112,11 +217,14 @@ async def rolling(
     *,
     max_parallel: int,
     max_failures: int,
+    after: Callable[[ServerRecord, list[ComponentResult]], Awaitable[None]] | None = None,
 ) -> list[ComponentResult]:
     """Run ``work`` per server, ``max_parallel`` at a time, in order; halt after failures.
 
     Servers not started when ``max_failures`` servers have failed are reported
-    skipped; servers in flight finish.
+    skipped; servers in flight finish. ``after`` (bookkeeping that only reads
+    the server, such as refreshing its inventory record) runs once the
+    server's slot is given to the next server.
     """
     gate = asyncio.Semaphore(max_parallel)
     failed: list[str] = []
@@ -133,127 +241,35 @@ async def rolling(
                         + ", ".join(failed),
                     )
                 ]
-            try:
-                rows = await work(server)
-            except Exception as exc:  # noqa: BLE001 - one server's crash must not end the others
-                get_run_logger().exception("%s: unexpected failure", server.identity)
-                rows = [
-                    ComponentResult(
-                        server=server.identity,
-                        component="*",
-                        result=Outcome.FAILED,
-                        message=f"{type(exc).__name__}: {exc}",
-                    )
-                ]
+            rows = await _guarded(server, work)
             if any(r.result is Outcome.FAILED for r in rows):
                 failed.append(server.identity)
-            return rows
+        if after is not None:
+            try:
+                await after(server, rows)
+            except Exception:  # noqa: BLE001 - bookkeeping never undoes the server's result
+                get_run_logger().exception("%s: after the update", server.identity)
+        return rows
 
     per_server = await asyncio.gather(*(one(s) for s in servers))
     return [row for rows in per_server for row in rows]
 
 
-async def in_thread(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-    """Call a sync task without stalling the other servers' async steps."""
-    return await asyncio.to_thread(fn, *args, **kwargs)
-
-
-async def _host_is_back(server: ServerRecord, opts: RolloutOptions) -> bool:
+async def _guarded(
+    server: ServerRecord, work: Callable[[ServerRecord], Awaitable[list[ComponentResult]]]
+) -> list[ComponentResult]:
     try:
-        await wait_for_server(
-            server.bmc_address,
-            server.bmc_port,
-            opts.credentials_block,
-            timeout_s=min(60.0, opts.deadlines.host_back_s),
-            interval_s=opts.deadlines.poll_interval_s,
-        )
-        return True
-    except Exception:  # noqa: BLE001 - any failure here means "not back"
-        return False
-
-
-@asynccontextmanager
-async def cluster_lease(cluster: str | None, *, wait_s: float) -> AsyncIterator[None]:
-    """Serialize maintenance-mode decisions on one cluster across runs and workers.
-
-    Raises:
-        AcquireConcurrencySlotTimeoutError: Another run held the cluster for ``wait_s``.
-    """
-    if not cluster:
-        yield
-        return
-    name = safe_limit_name(f"vcenter-cluster-{cluster}")
-    async with get_client() as client:
-        await client.upsert_global_concurrency_limit_by_name(name, limit=1)
-    async with concurrency(name, occupy=1, strict=True, lease_duration=60, timeout_seconds=wait_s):
-        yield
-
-
-@asynccontextmanager
-async def maintenance_window(
-    server: ServerRecord, opts: RolloutOptions, *, needed: bool
-) -> AsyncIterator[bool]:
-    """Hold the server's ESXi host in vCenter maintenance mode around the body.
-
-    Entering is recorded in the inventory before it is attempted, so a crash
-    leaves a note that the next run acts on. When the body fails the host
-    leaves maintenance mode again, unless the host itself did not come back:
-    then it stays in maintenance mode and is reported loudly.
-
-    Yields:
-        Whether a maintenance window is open (False: no linked host, or not needed).
-    """
-    if not needed or not server.vcenter_host or not opts.vcenter_block or opts.dry_run:
-        yield False
-        return
-    logger = get_run_logger()
-    tag, host, d = server.identity, server.vcenter_host, opts.deadlines
-    cluster = ((server.attributes or {}).get("vcenter") or {}).get("cluster")
-    async with opts.gate(cluster):
-        await in_thread(
-            note_pending_change,
-            tag,
-            "maintenance",
-            {"run": run_id(), "host": host},
-            opts.inventory_block,
-        )
-        try:
-            # vCenter's capacity check and the enter must not interleave with another
-            # run's on the same cluster (two workers could both see room otherwise).
-            async with cluster_lease(cluster, wait_s=d.maintenance_enter_s):
-                await in_thread(
-                    enter_maintenance_mode,
-                    host,
-                    opts.vcenter_block,
-                    opts.max_unavailable_per_cluster,
-                    d.maintenance_enter_s,
-                )
-        except BaseException:
-            # Refused, failed or timed out: whatever vCenter did half-way is undone
-            # (exit is check-then-act) and the note goes; this server stops here.
-            await _leave_maintenance(server, opts)
-            raise
-        try:
-            yield True
-        except BaseException:
-            if await _host_is_back(server, opts):
-                await _leave_maintenance(server, opts)
-            else:
-                logger.critical(
-                    "%s: host %s did NOT come back: left in maintenance mode on purpose; "
-                    "fix the server, then re-run to finish",
-                    tag,
-                    host,
-                )
-            raise
-        await _leave_maintenance(server, opts)
-
-
-async def _leave_maintenance(server: ServerRecord, opts: RolloutOptions) -> None:
-    host, d = server.vcenter_host, opts.deadlines
-    await in_thread(exit_maintenance_mode, host, opts.vcenter_block, d.maintenance_exit_s)
-    await in_thread(wait_host_connected, host, opts.vcenter_block, d.maintenance_exit_s)
-    await in_thread(note_pending_change, server.identity, "maintenance", None, opts.inventory_block)
+        return await work(server)
+    except Exception as exc:  # noqa: BLE001 - one server's crash must not end the others
+        get_run_logger().exception("%s: unexpected failure", server.identity)
+        return [
+            ComponentResult(
+                server=server.identity,
+                component="*",
+                result=Outcome.FAILED,
+                message=f"{type(exc).__name__}: {exc}",
+            )
+        ]
 
 
 async def update_component(
@@ -264,16 +280,10 @@ async def update_component(
     OnReset: follow the job to Scheduled/Downloaded, reboot (graceful, then
     forced), follow it to Completed. Immediate: the iDRAC reboots the host
     itself when the component needs it. Either way: wait for the host and the
-    BMC, then re-read the inventory.
+    BMC, then re-read the inventory. The job is noted in the inventory
+    (intention before the request, job id after, cleared once verified).
     """
     started = time.monotonic()
-    addr, port, creds, d = (
-        server.bmc_address,
-        server.bmc_port,
-        opts.credentials_block,
-        opts.deadlines,
-    )
-    assert addr is not None and port is not None  # load_target_servers checked it
     row = ComponentResult(
         server=server.identity,
         component=str(package.component),
@@ -281,75 +291,90 @@ async def update_component(
         target=package.version,
         result=Outcome.FAILED,
     )
-    key = progress_key("firmware", server.identity, str(package.component))
+    note = {"run": run_id(), "job": None, "component": str(package.component)}
     try:
         # The intention first: a crash between the request and the note would
         # otherwise leave a job the next run takes for someone else's.
-        await in_thread(
-            note_pending_change,
-            server.identity,
-            "firmware-job",
-            {"run": run_id(), "job": None, "component": str(package.component)},
-            opts.inventory_block,
-        )
-        job_id = await start_firmware_update(addr, port, creds, package, opts.apply_time)
-        await in_thread(
-            note_pending_change,
-            server.identity,
-            "firmware-job",
-            {"run": run_id(), "job": job_id, "component": str(package.component)},
-            opts.inventory_block,
-        )
-        staged = opts.apply_time is ApplyTime.ON_RESET
-        job = await wait_for_firmware_job(
-            addr,
-            port,
-            creds,
-            job_id,
-            staged=staged,
-            timeout_s=d.job_staged_s if staged else d.job_done_s,
-            interval_s=d.poll_interval_s,
-            progress=key,
-        )
-        if staged and job.state not in DONE_STATES:
-            how = await reboot_server(
-                addr,
-                port,
-                creds,
-                graceful_timeout_s=d.graceful_reboot_s,
-                interval_s=d.poll_interval_s,
-                job_id=job_id,
-            )
-            row.message = f"reboot: {how}; "
-            # The host first (a host that never returns costs host_back_s, not the job's deadline).
-            await wait_for_server(
-                addr, port, creds, timeout_s=d.host_back_s, interval_s=d.poll_interval_s
-            )
-            job = await wait_for_firmware_job(
-                addr,
-                port,
-                creds,
-                job_id,
-                staged=False,
-                timeout_s=d.job_done_s,
-                interval_s=d.poll_interval_s,
-                progress=key,
-            )
-        await wait_for_server(
-            addr, port, creds, timeout_s=d.host_back_s, interval_s=d.poll_interval_s
-        )
-        row.after = await verify_firmware_version(addr, port, creds, package, before, job_id)
-        row.result = Outcome.UPDATED
-        row.message += f"{job_id} {job.state}"
-        await in_thread(
-            note_pending_change, server.identity, "firmware-job", None, opts.inventory_block
-        )
+        await opts.inventory.note(server.identity, "firmware-job", note)
+        begun = await _start(server, package, opts)
+        job = begun.job
+        await opts.inventory.note(server.identity, "firmware-job", {**note, "job": job.id})
+        rebooted = opts.apply_time is ApplyTime.ON_RESET and job.state not in DONE_STATES
+        if rebooted:
+            row.message = f"reboot: {await _reboot(server, job.id, opts)}; "
+        applied = await _complete(server, package, opts, begun, before, rebooted=rebooted)
+        opts.learn(begun.took_s, *_step(server, package, opts), "start")
+        opts.learn(applied.took_s, *_step(server, package, opts), "complete", rebooted)
+        row.after, row.result = applied.version, Outcome.UPDATED
+        row.message += f"{job.id} {applied.job.state}"
+        await opts.inventory.note(server.identity, "firmware-job", None)
     except RackflowError as exc:
         row.message += str(exc)
         raise ComponentFailed(row) from exc
     finally:
         row.duration_s = round(time.monotonic() - started, 1)
     return row
+
+
+def _step(server: ServerRecord, package: Package, opts: RolloutOptions) -> tuple[str, ...]:
+    """What makes two servers' steps alike (for the learned durations)."""
+    return (server.model or "-", str(package.component), str(opts.apply_time))
+
+
+async def _start(server: ServerRecord, package: Package, opts: RolloutOptions) -> StartedUpdate:
+    assert server.bmc_address is not None and server.bmc_port is not None
+    d = opts.deadlines
+    return await start_firmware_update(
+        server.bmc_address,
+        server.bmc_port,
+        opts.credentials_block,
+        package,
+        opts.apply_time,
+        staged_s=d.job_staged_s if opts.apply_time is ApplyTime.ON_RESET else None,
+        interval_s=d.poll_interval_s,
+        expect_s=opts.expected(*_step(server, package, opts), "start"),
+        progress=progress_key("firmware", server.identity, str(package.component)),
+    )
+
+
+async def _reboot(server: ServerRecord, job_id: str, opts: RolloutOptions) -> str:
+    assert server.bmc_address is not None and server.bmc_port is not None
+    return await reboot_server(
+        server.bmc_address,
+        server.bmc_port,
+        opts.credentials_block,
+        graceful_timeout_s=opts.deadlines.graceful_reboot_s,
+        interval_s=opts.deadlines.poll_interval_s,
+        job_id=job_id,
+    )
+
+
+async def _complete(
+    server: ServerRecord,
+    package: Package,
+    opts: RolloutOptions,
+    begun: StartedUpdate,
+    before: str | None,
+    *,
+    rebooted: bool,
+) -> AppliedUpdate:
+    assert server.bmc_address is not None and server.bmc_port is not None
+    d = opts.deadlines
+    return await complete_firmware_update(
+        server.bmc_address,
+        server.bmc_port,
+        opts.credentials_block,
+        package,
+        before,
+        begun.job.id,
+        rebooted=rebooted,
+        host_back_s=d.host_back_s,
+        job_done_s=d.job_done_s,
+        interval_s=d.poll_interval_s,
+        expect_s=opts.expected(*_step(server, package, opts), "complete", rebooted),
+        progress=progress_key("firmware", server.identity, str(package.component)),
+        progress_artifact=begun.progress_artifact,
+    )
 
 
 class ComponentFailed(Exception):

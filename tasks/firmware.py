@@ -8,31 +8,30 @@ after a crash never starts a second job or a second reboot.
 
 from __future__ import annotations
 
+import asyncio
 import re
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import timedelta
+from uuid import UUID
 
 from prefect import get_run_logger, task
 from prefect.artifacts import acreate_progress_artifact, aupdate_progress_artifact
 from prefect.cache_policies import INPUTS, NO_CACHE, TASK_SOURCE
+from prefect.runtime import flow_run
 from prefect.tasks import exponential_backoff
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from blocks.redfish import RedfishCredentials
-from clients.errors import (
-    BusyError,
-    DeadlineExceeded,
-    JobFailedError,
-    PreconditionError,
-    ServerError,
-    TransportError,
-)
+from clients.errors import PreconditionError
 from clients.firmware.repository import Package, PackageResolver
 from clients.firmware.sources import ApplyTime, DellCatalog, DirectUrl, HttpRepository
-from clients.polling import poll
 from clients.redfish import RedfishClient
-from clients.redfish.jobs import DONE_STATES, STAGED_STATES, DellJob, RepoUpdate
+from clients.redfish.jobs import STAGED_STATES, DellJob
 from clients.redfish.models import ComponentKind, FirmwareComponent
-from clients.redfish.update import DellUpdates, ResetType
+from clients.redfish.update import DellUpdates
+from clients.redfish.update_wait import ExpectedPace
 from tasks.retry import retry_on_transient
 
 Source = HttpRepository | DellCatalog | DirectUrl
@@ -45,6 +44,13 @@ _READ = {
 }
 
 
+# A loaded credentials block is kept this long, for one flow run (see load_credentials).
+_CREDENTIALS_TTL_S = 60.0
+_credentials: dict[tuple[str, str | None], tuple[float, asyncio.Task[RedfishCredentials]]] = {}
+# Within one job state, progress is written at most this often (each write is an API call).
+_PROGRESS_EVERY_S = 5.0
+
+
 class Readiness(BaseModel):
     """What the pre-checks saw on a server."""
 
@@ -53,16 +59,136 @@ class Readiness(BaseModel):
     model: str | None
     lc_status: str | None
     pending_jobs: list[str]
+    firmware: list[FirmwareComponent] = Field(
+        default_factory=list, description="Installed firmware (read when asked for)"
+    )
+
+
+async def load_credentials(credentials_block: str) -> RedfishCredentials:
+    """The named ``RedfishCredentials`` block, loaded once per flow run and minute.
+
+    Every task of a rollout opens its own session; loading the block each time
+    is an API round trip (reading block documents was most of the Prefect
+    server's work). The copy is kept for the current flow run and at most a
+    minute: a new run reads the block afresh, a long one picks up a changed
+    password soon. Tasks starting together share one load; a flow may call
+    this first so that it is ready for its tasks.
+
+    Args:
+        credentials_block: Block name.
+
+    Returns:
+        The block.
+    """
+    key = (credentials_block, str(flow_run.id) if flow_run.id else None)
+    now, loop = time.monotonic(), asyncio.get_running_loop()
+    hit = _credentials.get(key)
+    if hit is None or now - hit[0] >= _CREDENTIALS_TTL_S or hit[1].get_loop() is not loop:
+        for old in [k for k, (at, _) in _credentials.items() if now - at >= _CREDENTIALS_TTL_S]:
+            _credentials.pop(old, None)
+        hit = _credentials[key] = (
+            now,
+            loop.create_task(RedfishCredentials.aload(credentials_block)),
+        )
+    try:
+        return await asyncio.shield(hit[1])
+    except BaseException:
+        if _credentials.get(key) is hit:  # a failed load is not remembered
+            del _credentials[key]
+        raise
 
 
 async def _open(address: str, port: int, credentials_block: str) -> RedfishClient:
-    creds = await RedfishCredentials.aload(credentials_block)
+    creds = await load_credentials(credentials_block)
     return creds.get_client(address, port=port)
 
 
-def _matching(
-    components: list[FirmwareComponent], kind: ComponentKind, component_id: str | None
+class JobProgress:
+    """A Dell job's progress artifact, written in the background of the wait.
+
+    Updated when the job changes state, and within one state at most every
+    five seconds (a real job moves 1% at a time). The writes (API calls) run
+    one after the other beside the polling, never holding it up; a failed one
+    is logged, never fails the update. One artifact follows a job across
+    tasks: the first creates it, the next get its id. Await :meth:`aclose`.
+
+    Args:
+        key: Artifact key (:func:`progress_key`).
+        job_id: The job, named in the artifact's description.
+        artifact: The job's artifact, when an earlier task created it.
+    """
+
+    def __init__(self, key: str, job_id: str, artifact: UUID | None = None) -> None:
+        self._job_id = job_id
+        self._state: str | None = None
+        self._at = 0.0
+        self.artifact = artifact
+        self._chain: asyncio.Task[None] = asyncio.create_task(self._create(key))
+
+    async def _create(self, key: str) -> None:
+        if self.artifact is None:
+            self.artifact = await acreate_progress_artifact(0.0, key=key)
+
+    async def __call__(self, job: DellJob) -> None:
+        """Note one read of the job (``DellUpdates.wait_for_job(on_progress=...)``)."""
+        now = time.monotonic()
+        if job.percent_complete is None or (
+            job.state == self._state and now - self._at < _PROGRESS_EVERY_S
+        ):
+            return
+        self._state, self._at = job.state, now
+        self._chain = asyncio.create_task(
+            self._update(self._chain, float(job.percent_complete), f"{self._job_id}: {job.state}")
+        )
+
+    async def _update(self, before: asyncio.Task[None], percent: float, text: str) -> None:
+        await asyncio.gather(before, return_exceptions=True)
+        if self.artifact is not None:
+            await aupdate_progress_artifact(self.artifact, percent, description=text)
+
+    async def aclose(self) -> None:
+        """Wait for the writes in flight."""
+        try:
+            await self._chain
+        except Exception as exc:  # noqa: BLE001 - the artifact is for people; the update goes on
+            get_run_logger().warning("progress artifact of %s not updated: %s", self._job_id, exc)
+
+
+@asynccontextmanager
+async def job_progress(
+    key: str | None, job_id: str, artifact: UUID | None = None
+) -> AsyncIterator[JobProgress | None]:
+    """A :class:`JobProgress` for the block (None without a key), its writes awaited at the end.
+
+    Args:
+        key: Artifact key, or None for no artifact.
+        job_id: The job.
+        artifact: The job's artifact, when an earlier task created it.
+
+    Yields:
+        The callback for ``DellUpdates.wait_for_job(on_progress=...)``.
+    """
+    progress = JobProgress(key, job_id, artifact) if key else None
+    try:
+        yield progress
+    finally:
+        if progress is not None:
+            await progress.aclose()
+
+
+def installed_of(
+    components: list[FirmwareComponent], kind: ComponentKind, component_id: str | None = None
 ) -> list[FirmwareComponent]:
+    """The installed instances of a component kind (one ``component_id`` when it matches).
+
+    Args:
+        components: A firmware inventory.
+        kind: Component kind.
+        component_id: Dell component id to narrow to, when known.
+
+    Returns:
+        The matching components.
+    """
     found = [c for c in components if c.kind is kind and c.state in (None, "Installed")]
     if component_id:
         found = [c for c in found if c.component_id == component_id] or found
@@ -100,8 +226,12 @@ async def check_server_ready(
     credentials_block: str,
     own_jobs: list[str] | None = None,
     own_components: list[ComponentKind] | None = None,
+    read_firmware: bool = False,
 ) -> Readiness:
     """Pre-checks: BMC reachable, Lifecycle Controller ready, no pending jobs, health.
+
+    With ``read_firmware`` the installed firmware is read in the same session,
+    for the caller's plan (which components need an update).
 
     Args:
         address: BMC address.
@@ -112,6 +242,7 @@ async def check_server_ready(
         own_components: Components an interrupted run was starting a job for
             (killed between the request and recording the job id): their
             firmware jobs count as the run's own too.
+        read_firmware: Also read the installed firmware (``Readiness.firmware``).
 
     Returns:
         What was seen.
@@ -122,7 +253,7 @@ async def check_server_ready(
     """
     async with await _open(address, port, credentials_block) as bmc:
         dell = DellUpdates(bmc)
-        system = await bmc.system()
+        system = await dell.system()
         lc = await dell.lc_status()
         words = [component_word(k) for k in own_components or []]
         pending = [
@@ -130,12 +261,18 @@ async def check_server_ready(
             for j in await dell.pending_jobs()
             if j.id not in (own_jobs or []) and not any(w in (j.name or "").lower() for w in words)
         ]
+        firmware = (
+            [c for c in await bmc.firmware_inventory() if c.state in (None, "Installed")]
+            if read_firmware and lc.ready and not pending
+            else []
+        )
     seen = Readiness(
         power_state=system.power_state,
         health=system.health_rollup or system.health,
         model=system.model,
         lc_status=lc.status,
         pending_jobs=[f"{j.id} {j.name or ''} ({j.state})".strip() for j in pending],
+        firmware=firmware,
     )
     if not lc.ready:
         raise PreconditionError(
@@ -161,7 +298,7 @@ async def read_component_versions(
 ) -> list[FirmwareComponent]:
     """Read the installed firmware of one component kind (all instances)."""
     async with await _open(address, port, credentials_block) as bmc:
-        return _matching(await bmc.firmware_inventory(), component, component_id)
+        return installed_of(await bmc.firmware_inventory(), component, component_id)
 
 
 def _job_matches(job: DellJob, package: Package) -> bool:
@@ -174,28 +311,86 @@ def component_word(kind: ComponentKind) -> str:
     return {ComponentKind.IDRAC: "idrac", ComponentKind.BIOS: "bios"}.get(kind, str(kind))
 
 
+class StartedUpdate(BaseModel):
+    """A firmware job started (or found queued), staged when asked for."""
+
+    job: DellJob = Field(description="The job, staged or as first read")
+    took_s: float = Field(description="From the task's start to the job staged (or started)")
+    progress_artifact: UUID | None = Field(
+        default=None, description="The job's progress artifact, for the tasks that follow it"
+    )
+
+
 @task(
     cache_policy=NO_CACHE, retries=2, retry_delay_seconds=10, retry_condition_fn=retry_on_transient
 )
 async def start_firmware_update(
-    address: str, port: int, credentials_block: str, package: Package, apply_time: ApplyTime
-) -> str:
+    address: str,
+    port: int,
+    credentials_block: str,
+    package: Package,
+    apply_time: ApplyTime,
+    *,
+    staged_s: float | None = None,
+    interval_s: float = 5.0,
+    expect_s: float | None = None,
+    progress: str | None = None,
+) -> StartedUpdate:
     """Start SimpleUpdate, unless a job for this component is already queued (re-run).
 
+    With ``staged_s`` (OnReset) the job is followed until it is staged
+    (Scheduled/Downloaded: waiting for the reboot) in the same session: the
+    download is part of starting. A retry follows the queued job again.
+
+    Args:
+        address: BMC address.
+        port: BMC port.
+        credentials_block: ``RedfishCredentials`` block name.
+        package: What to install.
+        apply_time: OnReset or Immediate.
+        staged_s: Deadline of the download until staged; None: return once started.
+        interval_s: Pause between reads.
+        expect_s: How long staging took on this model so far (``took_s``): read
+            more often around then (:class:`ExpectedPace`).
+        progress: Key of the job's progress artifact.
+
     Returns:
-        The job id to follow.
+        The job (staged, or as first read after the start) and how long it took.
+
+    Raises:
+        JobFailedError: The job failed (e.g. the package could not be downloaded).
+        DeadlineExceeded: Not staged in ``staged_s``.
     """
+    started = time.monotonic()
     logger = get_run_logger()
     async with await _open(address, port, credentials_block) as bmc:
-        dell = DellUpdates(bmc)
-        for job in await dell.pending_jobs():
-            if _job_matches(job, package):
-                logger.info("%s: following job %s already queued (%s)", address, job.id, job.state)
-                return job.id
-        protocol = "HTTPS" if package.uri.lower().startswith("https:") else "HTTP"
-        return await dell.simple_update(
-            package.uri, transfer_protocol=protocol, apply_time=apply_time
-        )
+        dell = DellUpdates(bmc, sleep=ExpectedPace(expect_s, interval_s))
+        queued = next((j for j in await dell.pending_jobs() if _job_matches(j, package)), None)
+        if queued is not None:
+            logger.info(
+                "%s: following job %s already queued (%s)", address, queued.id, queued.state
+            )
+            job_id = queued.id
+        else:
+            protocol = "HTTPS" if package.uri.lower().startswith("https:") else "HTTP"
+            job_id = await dell.simple_update(
+                package.uri, transfer_protocol=protocol, apply_time=apply_time
+            )
+        artifact = None
+        if staged_s is None:
+            job = queued or await dell.job(job_id)
+        else:
+            async with job_progress(progress, job_id) as report:
+                job = await dell.wait_for_job(
+                    job_id,
+                    until=STAGED_STATES,
+                    timeout_s=staged_s,
+                    interval_s=interval_s,
+                    on_progress=report,
+                )
+            artifact = report.artifact if report is not None else None
+        took = time.monotonic() - started
+    return StartedUpdate(job=job, took_s=round(took, 3), progress_artifact=artifact)
 
 
 def progress_key(*parts: str) -> str:
@@ -203,189 +398,7 @@ def progress_key(*parts: str) -> str:
     return re.sub(r"[^a-z0-9-]+", "-", "-".join(parts).lower()).strip("-")[:120]
 
 
-@task(cache_policy=NO_CACHE, **_READ)
-async def wait_for_firmware_job(
-    address: str,
-    port: int,
-    credentials_block: str,
-    job_id: str,
-    *,
-    staged: bool,
-    timeout_s: float,
-    interval_s: float = 5.0,
-    progress: str | None = None,
-) -> DellJob:
-    """Follow a Dell job to Scheduled/Downloaded (``staged``) or to completion.
-
-    Survives the iDRAC resetting itself (connection loss, 404, 401, 503).
-
-    Raises:
-        JobFailedError: The job failed or hung (JCP052).
-        DeadlineExceeded: Not there in ``timeout_s``.
-    """
-    artifact = await acreate_progress_artifact(0.0, key=progress) if progress else None
-
-    async def report(job: DellJob) -> None:
-        if artifact is not None and job.percent_complete is not None:
-            await aupdate_progress_artifact(
-                artifact, float(job.percent_complete), description=f"{job_id}: {job.state}"
-            )
-
-    async with await _open(address, port, credentials_block) as bmc:
-        return await DellUpdates(bmc).wait_for_job(
-            job_id,
-            until=STAGED_STATES if staged else DONE_STATES,
-            timeout_s=timeout_s,
-            interval_s=interval_s,
-            on_progress=report,
-        )
-
-
-async def _went_down(dell: DellUpdates, job_id: str | None) -> bool:
-    """Any sign that the host is rebooting (or did): a poll can miss a short power-off."""
-    if (await dell.power_state()) == "Off":
-        return True
-    lc = await dell.lc_status()
-    if lc.server_status in ("InPOST", "PoweredOff") or not lc.ready:
-        return True
-    if job_id:  # an OnReset job leaves Scheduled only when the host reboots
-        return (await dell.job(job_id)).state not in STAGED_STATES
-    return False
-
-
-@task(
-    cache_policy=NO_CACHE, retries=1, retry_delay_seconds=10, retry_condition_fn=retry_on_transient
-)
-async def reboot_server(
-    address: str,
-    port: int,
-    credentials_block: str,
-    *,
-    graceful_timeout_s: float = 300.0,
-    interval_s: float = 5.0,
-    job_id: str | None = None,
-) -> str:
-    """Reboot the host: GracefulRestart, ForceRestart when it has not gone down in time.
-
-    Args:
-        address: BMC address.
-        port: BMC port.
-        credentials_block: ``RedfishCredentials`` block name.
-        graceful_timeout_s: How long the OS gets to restart by itself.
-        interval_s: Pause between reads.
-        job_id: An OnReset job waiting for this reboot (its state is one more sign).
-
-    Returns:
-        Which reset worked ("GracefulRestart", "ForceRestart" or "On" for a host that was off).
-    """
-    logger = get_run_logger()
-    async with await _open(address, port, credentials_block) as bmc:
-        dell = DellUpdates(bmc)
-        if (await dell.power_state()) == "Off":
-            await dell.reset(ResetType.ON)
-            return "On"
-        await dell.reset(ResetType.GRACEFUL_RESTART)
-        try:
-            await poll(
-                lambda: _went_down(dell, job_id),
-                until=bool,
-                operation=f"{address}: host going down after GracefulRestart",
-                timeout_s=graceful_timeout_s,
-                interval_s=min(interval_s, 1.0),
-                tolerate=(TransportError, BusyError, ServerError),
-            )
-            return "GracefulRestart"
-        except DeadlineExceeded:
-            logger.warning("%s ignored GracefulRestart: forcing a restart", address)
-        await dell.reset(ResetType.FORCE_RESTART)
-        return "ForceRestart"
-
-
-@task(cache_policy=NO_CACHE, **_READ)
-async def wait_for_server(
-    address: str, port: int, credentials_block: str, *, timeout_s: float, interval_s: float = 5.0
-) -> str:
-    """Wait for the host to be powered on and the Lifecycle Controller ready again.
-
-    Returns:
-        The LC status once ready.
-    """
-    async with await _open(address, port, credentials_block) as bmc:
-        dell = DellUpdates(bmc)
-        await dell.wait_power_state("On", timeout_s=timeout_s, interval_s=interval_s)
-        status = await dell.wait_lc_ready(timeout_s=timeout_s, interval_s=interval_s)
-        return str(status.status)
-
-
-@task(cache_policy=NO_CACHE, **_READ)
-async def verify_firmware_version(
-    address: str,
-    port: int,
-    credentials_block: str,
-    package: Package,
-    before: str | None,
-    job_id: str | None = None,
-) -> str:
-    """Re-read the inventory: the installed version must be the package's.
-
-    Returns:
-        The installed version.
-
-    Raises:
-        JobFailedError: "Completed" but the version did not change (a known iDRAC failure).
-    """
-    async with await _open(address, port, credentials_block) as bmc:
-        found = _matching(await bmc.firmware_inventory(), package.component, package.component_id)
-    versions = sorted({c.version for c in found if c.version})
-    if not versions:
-        raise TransportError(target=address, reason=f"no {package.component} in the inventory yet")
-    target = package.version
-    if (target and target in versions) or (not target and before and versions != [before]):
-        return target or versions[0]
-    raise JobFailedError(
-        job=job_id or "-",
-        state="Completed",
-        messages=[
-            f"{package.component} still at {', '.join(versions)} after the update "
-            f"(expected {target or 'a change from ' + str(before)})"
-        ],
-    )
-
-
 def summarize_versions(components: list[FirmwareComponent]) -> str | None:
     """One version string for a list of instances (``2.19.1`` or ``22.0.1, 22.5.7``)."""
     versions = sorted({c.version for c in components if c.version})
     return ", ".join(versions) or None
-
-
-@task(cache_policy=NO_CACHE, **_READ)
-async def check_catalog_compliance(
-    address: str,
-    port: int,
-    credentials_block: str,
-    catalog: DellCatalog,
-    *,
-    timeout_s: float,
-    interval_s: float = 5.0,
-) -> list[RepoUpdate]:
-    """Dry run of a catalog on the iDRAC: what it would update (nothing is applied).
-
-    InstallFromRepository with ApplyUpdate False, wait for the job, then
-    GetRepoBasedUpdateList. "Nothing to update" (HTTP 400 SUP029) is an empty list.
-
-    Returns:
-        One entry per component the catalog has a newer package for.
-    """
-    share = catalog.share()
-    async with await _open(address, port, credentials_block) as bmc:
-        dell = DellUpdates(bmc)
-        job_id = await dell.install_from_repository(
-            host=share.host,
-            share_type=share.share_type,
-            share_name=share.share_name,
-            catalog_file=share.catalog_file,
-            apply_update=False,
-            ignore_cert_warning=catalog.ignore_cert_warning,
-        )
-        await dell.wait_for_job(job_id, timeout_s=timeout_s, interval_s=interval_s)
-        return await dell.repo_update_list()

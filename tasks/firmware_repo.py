@@ -349,3 +349,36 @@ def _verdict(update: RepoUpdate, versions: list[str], job: DellJob | None, ok: b
         f"{update.kind} still at {', '.join(versions)} after the update "
         f"(expected {update.package_version}; {how})"
     )
+
+
+@task(cache_policy=NO_CACHE, **_READ)
+async def check_catalog_compliance(
+    address: str,
+    port: int,
+    credentials_block: str,
+    catalog: DellCatalog,
+    *,
+    timeout_s: float,
+    interval_s: float = 5.0,
+) -> list[RepoUpdate]:
+    """Dry run of a catalog on the iDRAC: what it would update (nothing is applied).
+
+    InstallFromRepository with ApplyUpdate False, wait for the job, then
+    GetRepoBasedUpdateList. "Nothing to update" (HTTP 400 SUP029) is an empty list.
+
+    Returns:
+        One entry per component the catalog has a newer package for.
+    """
+    share = catalog.share()
+    async with await _open(address, port, credentials_block) as bmc:
+        dell = DellUpdates(bmc)
+        job_id = await dell.install_from_repository(
+            host=share.host,
+            share_type=share.share_type,
+            share_name=share.share_name,
+            catalog_file=share.catalog_file,
+            apply_update=False,
+            ignore_cert_warning=catalog.ignore_cert_warning,
+        )
+        await dell.wait_for_job(job_id, timeout_s=timeout_s, interval_s=interval_s)
+        return await dell.repo_update_list()

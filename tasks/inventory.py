@@ -8,8 +8,12 @@ observation is idempotent.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+import asyncio
+import contextvars
+import functools
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
 
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
@@ -17,16 +21,28 @@ from prefect.runtime import flow_run
 from prefect.tasks import exponential_backoff
 
 from blocks.inventory import InventoryStore
-from clients.errors import PreconditionError
-from clients.inventory import ServerObservation, ServerRecord, ServerStatus
+from clients.discovery import ProbeResult, Scanner
+from clients.errors import PreconditionError, RackflowError, is_retryable
+from clients.inventory import (
+    Inventory,
+    ServerObservation,
+    ServerRecord,
+    ServerStatus,
+    default_inventory_url,
+)
+from tasks.firmware import load_credentials
 from tasks.retry import retry_on_transient
 
 __all__ = [
+    "RunInventory",
+    "read_server_observation",
     "load_inventory_store",
     "load_machine",
     "mark_servers_offline",
     "record_servers",
 ]
+
+T = TypeVar("T")
 
 
 def load_inventory_store(inventory_block: str | None) -> InventoryStore:
@@ -133,7 +149,7 @@ def mark_servers_offline(
 @task(
     cache_policy=NO_CACHE, retries=3, retry_delay_seconds=2, retry_condition_fn=retry_on_transient
 )
-def load_target_servers(
+async def load_target_servers(
     targets: Sequence[str],
     model: str | None = None,
     inventory_block: str | None = None,
@@ -151,23 +167,59 @@ def load_target_servers(
     Raises:
         PreconditionError: A target is unknown, has no BMC address, or nothing matched.
     """
-    store = load_inventory_store(inventory_block)
-    with store.get_client() as inventory:
-        if targets:
+    store = await InventoryStore.aload(inventory_block) if inventory_block else InventoryStore()
+    if not isinstance(store, InventoryStore):
+        raise PreconditionError(subject=str(inventory_block), reason="not an InventoryStore block")
+
+    def read() -> list[ServerRecord]:
+        with store.get_client() as inventory:
+            if not targets:
+                return inventory.list(status=ServerStatus.ONLINE, model=model)
             records = []
             for key in targets:
                 record = inventory.get(key)
                 if record is None:
                     raise PreconditionError(subject=key, reason="not in the inventory")
                 records.append(record)
-        else:
-            records = inventory.list(status=ServerStatus.ONLINE, model=model)
+            return records
+
+    records = await asyncio.to_thread(read)
     if not records:
         raise PreconditionError(subject="targets", reason="no server matched")
     for record in records:
         if not record.bmc_address or not record.bmc_port:
             raise PreconditionError(subject=record.identity, reason="no known BMC address")
     return records
+
+
+@task(
+    cache_policy=NO_CACHE, retries=2, retry_delay_seconds=5, retry_condition_fn=retry_on_transient
+)
+async def read_server_observation(address: str, port: int, credentials_block: str) -> ProbeResult:
+    """Re-read one server (identity, versions, firmware) as discovery would.
+
+    Like ``tasks.discovery.refresh_server_record`` without the write: a
+    rollout records the observation through its :class:`RunInventory`.
+
+    Args:
+        address: BMC address.
+        port: BMC port.
+        credentials_block: ``RedfishCredentials`` block name.
+
+    Returns:
+        What was read (``observation`` None when the BMC did not answer).
+    """
+    creds = await load_credentials(credentials_block)
+    scanner = Scanner(
+        username=creds.username,
+        password=creds.password.get_secret_value(),
+        verify=creds.ssl_context(),
+        connect_timeout=creds.connect_timeout,
+        read_timeout=creds.read_timeout,
+        concurrency=1,
+    )
+    [result] = await scanner.scan([(address, port)])
+    return result
 
 
 @task(
@@ -219,3 +271,130 @@ def load_machine(machine: str, inventory_block: str | None = None) -> ServerReco
             "(add it with `rackflow inventory import`)",
         )
     return record
+
+
+class RunInventory:
+    """One flow run's bookkeeping in the inventory, as plain calls (no task runs).
+
+    A rolling update writes small records around every risky step (the
+    pending-change notes a later run recovers from, the refreshed versions).
+    As Prefect tasks each write cost a task run, a block load and an inventory
+    open with its migration check: more than the write. Here the run opens the
+    inventory once and writes through one thread of its own (serialized, as
+    SQLite wants, never behind other threads). Each write is awaited before
+    the caller goes on: a note is on disk before the step it protects.
+
+    Use as ``async with await RunInventory.open(inventory_block) as inventory:``.
+
+    Args:
+        store: The inventory store block (loaded by :meth:`open`).
+    """
+
+    _ATTEMPTS = 3
+
+    def __init__(self, store: InventoryStore) -> None:
+        self._store = store
+        self._inventory: Inventory | None = None
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rackflow-inventory")
+
+    @classmethod
+    async def open(cls, inventory_block: str | None) -> RunInventory:
+        """Load the block and open the inventory (migrating it when needed).
+
+        Args:
+            inventory_block: ``InventoryStore`` block name (None: the default store).
+
+        Returns:
+            The opened handle; close it with ``async with`` or :meth:`aclose`.
+
+        Raises:
+            PreconditionError: The block is of another type.
+            TransportError: The database cannot be reached.
+        """
+        store = await InventoryStore.aload(inventory_block) if inventory_block else InventoryStore()
+        if not isinstance(store, InventoryStore):
+            raise PreconditionError(
+                subject=str(inventory_block), reason="not an InventoryStore block"
+            )
+        self = cls(store)
+        try:
+            await self._call(self._open)
+        except BaseException:
+            self._thread.shutdown(wait=False)
+            raise
+        return self
+
+    def _open(self) -> None:
+        url = self._store.url.get_secret_value() if self._store.url else default_inventory_url()
+        inventory = Inventory(url=url)
+        inventory.open()
+        self._inventory = inventory
+
+    async def __aenter__(self) -> RunInventory:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close the inventory and stop the writer thread."""
+        try:
+            if self._inventory is not None:
+                await self._call(self._inventory.close)
+        finally:
+            self._inventory = None
+            self._thread.shutdown(wait=False)
+
+    async def _call(self, fn: Callable[[], T]) -> T:
+        call = functools.partial(contextvars.copy_context().run, fn)
+        return await asyncio.get_running_loop().run_in_executor(self._thread, call)
+
+    async def _write(self, fn: Callable[[Inventory], T]) -> T:
+        """Run one write, again after a retryable failure (a locked database)."""
+        for attempt in range(1, self._ATTEMPTS + 1):
+            try:
+                return await self._call(lambda: fn(self._opened()))
+            except RackflowError as exc:
+                if attempt == self._ATTEMPTS or not is_retryable(exc):
+                    raise
+                await asyncio.sleep(0.5 * attempt)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _opened(self) -> Inventory:
+        if self._inventory is None:
+            raise PreconditionError(subject="inventory", reason="the run's inventory is closed")
+        return self._inventory
+
+    async def note(self, key: str, change: str, detail: dict[str, Any] | None) -> None:
+        """Record (or, with ``detail=None``, clear) a change rackflow made and has not undone.
+
+        Same record as :func:`note_pending_change`:
+        ``attributes["pending:<change>"]``, read by a later run after a crash.
+
+        Args:
+            key: Server key (service tag).
+            change: What kind of change, e.g. ``maintenance`` or ``firmware-job``.
+            detail: What to remember (run id, host, job id); None clears it.
+
+        Raises:
+            PreconditionError: Unknown server.
+            RackflowError: The database failed (after retries when retryable).
+        """
+        attributes = {f"pending:{change}": detail}
+        await self._write(lambda inv: inv.annotate(key, attributes=attributes))
+
+    async def record(
+        self, observations: list[ServerObservation], run_id: str | None = None
+    ) -> dict[str, int]:
+        """Upsert observations (as :func:`record_servers` does), in one transaction.
+
+        Args:
+            observations: What was read from the servers.
+            run_id: Run to stamp on the rows (None: the current flow run).
+
+        Returns:
+            Counts by outcome.
+        """
+        stamp = _run_id(run_id)
+        counts = await self._write(lambda inv: inv.upsert_many(observations, run_id=stamp))
+        return {outcome.value: n for outcome, n in counts.items()}

@@ -110,6 +110,7 @@ class FakeUpdateIdrac(FakeIdrac):
         self.power = "On"
         self.power_script: list[str] = []  # PowerState answers to play after a reset
         self.lc_script: list[str] = []  # Status answers to play, then "Ready"
+        self.server_status: str | None = None  # LC ServerStatus; None: from the power state
         self.idrac_version = "7.00.00.174"
         self._jid = 123456789000
 
@@ -266,7 +267,8 @@ class FakeUpdateIdrac(FakeIdrac):
                 json={
                     "Status": status,
                     "LCStatus": status,
-                    "ServerStatus": "OutOfPOST",
+                    "ServerStatus": self.server_status
+                    or ("PoweredOff" if self.power == "Off" else "OutOfPOST"),
                     "RTStatus": "Ready",
                 },
             )

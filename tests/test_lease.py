@@ -8,7 +8,14 @@ import pytest
 from prefect import flow, get_client
 from prefect.runtime import flow_run
 
-from tasks.lease import MachineBusyError, lease_name, machine_lease
+from tasks.lease import (
+    LeaseReleases,
+    MachineBusyError,
+    MachineLeaseLost,
+    ensure_machine_limits,
+    lease_name,
+    machine_lease,
+)
 
 EVENTS: list[tuple[str, str, str]] = []
 
@@ -67,3 +74,68 @@ async def test_busy_machine_fails_with_the_holder_named(prefect_harness):
     holder_id = EVENTS[0][2]
     assert holder_id in str(err.value)
     await holder
+
+
+async def _limit(name: str):
+    async with get_client() as client:
+        return await client.read_global_concurrency_limit_by_name(name)
+
+
+async def test_missing_limit_is_made_on_first_use(prefect_harness):
+    # A flow that made its limits ahead (ensure_limit=False) still never runs unlimited.
+    async with machine_lease("LATE001", wait_s=10, ensure_limit=False):
+        limit = await _limit(lease_name("LATE001"))
+        assert (limit.limit, limit.active_slots) == (1, 1)
+    assert (await _limit(lease_name("LATE001"))).active_slots == 0
+
+
+async def test_limits_of_many_machines_made_at_once(prefect_harness):
+    machines = [f"MANY{i:03d}" for i in range(5)]
+    async with get_client() as client:
+        await client.upsert_global_concurrency_limit_by_name(lease_name(machines[0]), limit=3)
+    await ensure_machine_limits(machines)
+    await ensure_machine_limits(machines)  # again: nothing to do, no error
+    for machine in machines:
+        limit = await _limit(lease_name(machine))
+        assert limit.limit == 1  # a wrong limit is set right too
+
+
+async def test_lease_given_back_in_the_background(prefect_harness):
+    async with LeaseReleases() as releases:
+        async with machine_lease("BACK001", wait_s=10, releases=releases):
+            assert (await _limit(lease_name("BACK001"))).active_slots == 1
+    # the run waits for its releases when it ends
+    assert (await _limit(lease_name("BACK001"))).active_slots == 0
+    async with machine_lease("BACK001", wait_s=5):
+        pass  # free for the next job
+
+
+@flow(name="lease-renewed")
+async def _hold_renewed(machine: str, hold_s: float) -> str:
+    async with machine_lease(machine, wait_s=10, renew_every_s=0.2):
+        await asyncio.sleep(hold_s)
+    return "done"
+
+
+async def test_lease_held_across_renewals(prefect_harness):
+    assert await _hold_renewed("RENEW01", 1.0) == "done"
+    assert (await _limit(lease_name("RENEW01"))).active_slots == 0
+
+
+@flow(name="lease-lost")
+async def _lose_lease(machine: str) -> None:
+    async with machine_lease(machine, wait_s=10, renew_every_s=0.2) as lease_id:
+        async with get_client() as client:  # the server forgets the lease behind our back
+            await client.release_concurrency_slots_with_lease(lease_id=lease_id)
+        EVENTS.append(("lost", machine, str(lease_id)))
+        await asyncio.sleep(30)
+        EVENTS.append(("went on", machine, str(lease_id)))
+
+
+async def test_lost_lease_stops_the_holder(prefect_harness):
+    EVENTS.clear()
+    state = await _lose_lease("LOST001", return_state=True)
+    assert state.is_failed()
+    with pytest.raises(MachineLeaseLost, match="machine LOST001: lease lost"):
+        await state.result()
+    assert [e[0] for e in EVENTS] == ["lost"]  # cancelled, never went on acting

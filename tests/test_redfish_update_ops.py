@@ -7,6 +7,7 @@ import pytest
 from clients.errors import DeadlineExceeded, PreconditionError, RemoteError
 from clients.redfish.models import ComponentKind
 from clients.redfish.update import DellUpdates
+from clients.redfish.update_wait import ExpectedPace
 from tests.redfish_update_fake import (
     DELETE_QUEUE,
     INSTALL,
@@ -200,6 +201,37 @@ async def test_lc_never_ready_names_the_last_status() -> None:
         assert not (await dell.lc_status()).ready
         with pytest.raises(DeadlineExceeded, match="last: NotReady/NotReady"):
             await dell.wait_lc_ready(timeout_s=20, interval_s=5)
+
+
+async def test_host_up_needs_the_lc_ready_with_the_host_not_powered_off() -> None:
+    fake = FakeUpdateIdrac()
+    time = FakeTime()
+    bmc, dell = updates(fake, time)
+    async with bmc:
+        # Read before the shutdown went through ("On"), then off for good: the LC of a
+        # host that stayed off says Ready (ServerStatus PoweredOff), which is not "back".
+        fake.power_script = ["On"] + ["Off"] * 50
+        fake.server_status = "PoweredOff"
+        with pytest.raises(DeadlineExceeded, match="host power On"):
+            await dell.wait_host_up(timeout_s=30, interval_s=5)
+        assert time.now - 1000.0 == pytest.approx(30)
+        fake.power_script, fake.server_status = ["Off", "On"], None
+        status = await dell.wait_host_up(timeout_s=60, interval_s=5)
+    assert status.ready and status.server_status == "OutOfPOST"
+
+
+async def test_expected_pace_reads_more_often_around_the_expected_end_only() -> None:
+    time = FakeTime()
+    pace = ExpectedPace(10.0, 2.0, clock=time.clock, sleep=time.sleep)
+    for _ in range(12):
+        await pace(2.0)
+    # regular until 9.5 s, every 0.5 s until 11 s, then regular again
+    assert time.sleeps == [2.0, 2.0, 2.0, 2.0, 1.5, 0.5, 0.5, 0.5, 2.0, 2.0, 2.0, 2.0]
+    unknown = FakeTime()
+    regular = ExpectedPace(None, 2.0, clock=unknown.clock, sleep=unknown.sleep)
+    for _ in range(3):
+        await regular(2.0)
+    assert unknown.sleeps == [2.0, 2.0, 2.0]
 
 
 # -- repository updates ---------------------------------------------------------------

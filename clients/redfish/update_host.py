@@ -10,6 +10,7 @@ from enum import StrEnum
 
 from clients.errors import PreconditionError, ProtocolError
 from clients.redfish.jobs import LcStatus
+from clients.redfish.models import System
 from clients.redfish.update_base import LC_STATUS, RESET, SYSTEM, DellBase, json_body
 
 __all__ = ["HostOps", "ResetType"]
@@ -54,6 +55,21 @@ class HostOps(DellBase):
             ) from None
         await self._bmc.post(RESET, {"ResetType": reset_type.value})
         logger.info("host reset %s requested on %s", reset_type.value, self._bmc.base_url)
+
+    async def system(self) -> System:
+        """The host's ComputerSystem, read straight from ``System.Embedded.1`` (one GET).
+
+        ``RedfishClient.system`` finds the member through the collection when
+        it has not read the service root; on an iDRAC the path is known.
+
+        Returns:
+            Model, power state, health, BIOS version, ...
+
+        Raises:
+            ProtocolError: A malformed system.
+        """
+        data = await self._bmc.get_json(SYSTEM)
+        return System.from_redfish(data, target=self._target(SYSTEM))
 
     async def power_state(self) -> str:
         """The host's ``PowerState`` (On, Off, PoweringOn, PoweringOff).
@@ -137,3 +153,34 @@ class HostOps(DellBase):
             timeout_s=timeout_s,
             interval_s=interval_s,
         )
+
+    async def wait_host_up(self, *, timeout_s: float, interval_s: float = 5.0) -> LcStatus:
+        """Wait for the host to be back: powered on and the Lifecycle Controller ready.
+
+        Right after a reset the host may not have gone down yet (a power read
+        still says On), and the LC of a host that stayed off reports Ready with
+        ``ServerStatus`` PoweredOff: neither is "back". So the two waits run
+        again, within the deadline, until the LC is ready with the host not
+        powered off.
+
+        Args:
+            timeout_s: Deadline for all of it.
+            interval_s: Pause between reads.
+
+        Returns:
+            The ready status.
+
+        Raises:
+            DeadlineExceeded: Not back in time (e.g. a host that never returns).
+        """
+        deadline = self._clock() + timeout_s
+        while True:
+            await self.wait_power_state(
+                "On", timeout_s=max(0.0, deadline - self._clock()), interval_s=interval_s
+            )
+            status = await self.wait_lc_ready(
+                timeout_s=max(0.0, deadline - self._clock()), interval_s=interval_s
+            )
+            if status.server_status != "PoweredOff":
+                return status
+            await self._sleep(min(interval_s, max(0.0, deadline - self._clock())))

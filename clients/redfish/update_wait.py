@@ -9,7 +9,9 @@ mean "not yet".
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
@@ -26,7 +28,7 @@ from clients.errors import (
 )
 from clients.polling import poll
 
-__all__ = ["ResetTolerance", "wait_through_resets"]
+__all__ = ["ExpectedPace", "ResetTolerance", "wait_through_resets"]
 
 logger = logging.getLogger("rackflow.clients.redfish.update")
 
@@ -77,6 +79,56 @@ class ResetTolerance:
     def recovered(self) -> None:
         """A read succeeded: 401s from here on are counted afresh."""
         self.auth_failures = 0
+
+
+class ExpectedPace:
+    """The sleep of a wait expected to end ``expect_s`` after it started: read more often then.
+
+    Reading every ``interval_s`` only, a wait ends on average half an interval
+    after the device got there. When the end can be expected (a rollout has
+    seen the same stage on servers of the same model), the reads before it
+    keep the regular pause, the ones from a quarter interval before it to
+    half an interval after it come every quarter interval, and after that the
+    regular pause applies again (this device is slower than its peers). Pass
+    it as the ``sleep`` of :class:`~clients.redfish.update.DellUpdates`.
+
+    Args:
+        expect_s: Expected duration from now; None: the regular pause throughout.
+        interval_s: The regular pause.
+        clock: Monotonic clock.
+        sleep: Async sleep.
+    """
+
+    def __init__(
+        self,
+        expect_s: float | None,
+        interval_s: float,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        self._clock = clock
+        self._sleep = sleep
+        self._start = clock()
+        self._fine = interval_s / 4
+        self._window = (
+            None if expect_s is None else (expect_s - self._fine, expect_s + interval_s / 2)
+        )
+
+    async def __call__(self, seconds: float) -> None:
+        """Sleep ``seconds``, or less when the expected end is near.
+
+        Args:
+            seconds: The pause the poll asks for.
+        """
+        if self._window is not None:
+            now = self._clock() - self._start
+            opens, closes = self._window
+            if now < opens:
+                seconds = min(seconds, opens - now)
+            elif now < closes:
+                seconds = min(seconds, self._fine)
+        await self._sleep(seconds)
 
 
 async def wait_through_resets(
