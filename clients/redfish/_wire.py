@@ -7,7 +7,6 @@ raises the same errors for the same failure.
 
 from __future__ import annotations
 
-import ssl
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -20,8 +19,6 @@ from clients.errors import (
     ProtocolError,
     RemoteError,
     ServerError,
-    TlsError,
-    TransportError,
 )
 from clients.polling import parse_retry_after
 
@@ -122,42 +119,6 @@ def error_for_response(
     if status >= 500:
         return ServerError(idempotent=idempotent, **kwargs)
     return RemoteError(**kwargs)
-
-
-def _ssl_cause(exc: BaseException) -> BaseException | None:
-    """Find an ssl error in the cause/context chain (httpx -> httpcore -> ssl)."""
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        if isinstance(current, ssl.SSLCertVerificationError):
-            return current
-        current = current.__cause__ or current.__context__
-    return None
-
-
-def error_for_exception(exc: httpx.HTTPError, *, target: str) -> TransportError | ProtocolError:
-    """Map an httpx exception to the project's error.
-
-    Args:
-        exc: What httpx raised.
-        target: URL without credentials, for the message.
-
-    Returns:
-        TlsError when the certificate was not trusted, TransportError for
-        connect/timeout/reset and other transport failures, ProtocolError for
-        undecodable answers and redirect loops.
-    """
-    cert = _ssl_cause(exc)
-    if cert is not None:
-        reason = getattr(cert, "verify_message", None) or str(cert)
-        return TlsError(target=target, reason=f"certificate not trusted: {reason}")
-    if isinstance(exc, httpx.TimeoutException):
-        return TransportError(target=target, reason=f"{type(exc).__name__}: timed out")
-    if isinstance(exc, httpx.TransportError):
-        detail = str(exc) or type(exc).__name__
-        return TransportError(target=target, reason=f"{type(exc).__name__}: {detail}")
-    return ProtocolError(target=target, detail=f"{type(exc).__name__}: {exc}")
 
 
 def json_object(response: httpx.Response, *, target: str) -> dict[str, Any]:

@@ -15,12 +15,14 @@ import base64
 import logging
 import ssl
 from collections.abc import Mapping
-from types import MappingProxyType, TracebackType
-from typing import Any, Self
+from types import MappingProxyType
+from typing import Any
 
 import httpx
 
+from clients.closing import AsyncClosing
 from clients.errors import PreconditionError, ProtocolError, RackflowError
+from clients.http_errors import error_for_exception
 from clients.redfish import _wire
 from clients.redfish.models import ServiceRoot
 
@@ -51,7 +53,7 @@ def path_of(path_or_url: str) -> str:
     return path_or_url if path_or_url.startswith("/") else f"/{path_or_url}"
 
 
-class RedfishSession:
+class RedfishSession(AsyncClosing):
     """Sessions and authenticated requests to one BMC (base of ``RedfishClient``).
 
     Args:
@@ -120,17 +122,6 @@ class RedfishSession:
         """HTTP requests this client has attempted (login and logout included)."""
         return self._requests
 
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
-
     async def aclose(self) -> None:
         """Log out (best effort) and close the httpx client if this client built it."""
         try:
@@ -183,7 +174,7 @@ class RedfishSession:
                 follow_redirects=follow_redirects,
             )
         except httpx.HTTPError as exc:
-            raise _wire.error_for_exception(exc, target=self._target(path)) from exc
+            raise error_for_exception(exc, target=self._target(path)) from exc
 
     def _check(self, response: httpx.Response, path: str, *, idempotent: bool) -> None:
         if response.is_success:
