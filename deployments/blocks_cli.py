@@ -16,12 +16,13 @@ import re
 import sys
 from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from pydantic import ValidationError
 
 from clients.errors import PreconditionError
+from deployments.console import fail
 
 if TYPE_CHECKING:  # Prefect takes seconds to import: only the commands that save load it
     from prefect.blocks.core import Block
@@ -43,16 +44,6 @@ CaBundleOpt = Annotated[
     typer.Option(help="CA bundle (PEM file) to verify the server with", dir_okay=False),
 ]
 InsecureOpt = Annotated[bool, typer.Option(help="Turn TLS verification off (warned once per run)")]
-
-
-def fail(message: str) -> NoReturn:
-    """Print an error and exit with status 2 (bad input).
-
-    Args:
-        message: What was wrong (never a secret).
-    """
-    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
-    raise typer.Exit(2)
 
 
 def read_secret(env: str, what: str) -> str:

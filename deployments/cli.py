@@ -14,6 +14,7 @@ import typer
 from clients.errors import RackflowError
 from clients.targets import parse_targets
 from deployments.blocks_cli import app as blocks_create_app
+from deployments.console import fail as _fail
 from deployments.inventory_cli import app as inventory_app
 from deployments.jobs_cli import app as jobs_app
 
@@ -28,11 +29,6 @@ blocks_app = typer.Typer(help="Register rackflow's block types and create blocks
 app.add_typer(blocks_app, name="blocks")
 # rackflow blocks create-ssh|create-ipmi|create-snmp|create-ilo|create-xen|create-bugzilla
 blocks_app.registered_commands.extend(blocks_create_app.registered_commands)
-
-
-def _fail(message: str) -> None:
-    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
-    raise typer.Exit(2)
 
 
 @app.command()

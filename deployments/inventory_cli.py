@@ -15,7 +15,7 @@ from contextlib import AbstractContextManager, contextmanager
 from datetime import datetime
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import Annotated, Any
 
 import typer
 import yaml
@@ -28,6 +28,7 @@ from clients.inventory import (
     access_file,
     default_inventory_url,
 )
+from deployments.console import fail as _fail
 
 __all__ = ["app"]
 
@@ -47,11 +48,6 @@ class ExportFormat(StrEnum):
 
     YAML = "yaml"
     JSON = "json"
-
-
-def _fail(message: str) -> NoReturn:
-    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
-    raise typer.Exit(2)
 
 
 @contextmanager
