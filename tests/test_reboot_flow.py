@@ -259,6 +259,12 @@ async def test_two_reboots_of_one_machine_never_overlap_and_history_shows_them(
 
 
 async def test_reboots_of_different_machines_run_together(blocks: RebootLab) -> None:
+    """m8 is rebooted from start to end while m7's chain is in the middle of an attempt.
+
+    m7 ignores SSH, so its chain sits in the "must stop answering" wait of its
+    SSH attempt (lease held) until the test resets it by hand; m8's reboot runs
+    meanwhile. No timing race: m7 cannot finish before the test lets it.
+    """
     lab = blocks
     entry = lab.entry("m8.lab.test").model_dump()
     lab.register(
@@ -267,19 +273,42 @@ async def test_reboots_of_different_machines_run_together(blocks: RebootLab) -> 
         lab.entry("m8.lab.test", ssh=None, ipmi=None,
                   pdu=entry["pdu"] | {"mode": "off_on", "off_delay_s": 0.5}),
     )  # fmt: skip
-    # m7 ignores SSH: its chain spends 3 s waiting for it to go down before IPMI.
-    lab.ssh.lab.set_faults("m7.lab.test", MachineFaults(ignore_sources={"ssh"}))
+    machines = lab.ssh.lab
+    patient = FAST.model_copy(update={"down_s": 120.0})
+
+    def ssh_ignored() -> bool:
+        events = machines.snapshot("m7.lab.test")["events"]
+        return any(e["source"] == "ssh" and e["event"].endswith("ignored") for e in events)
+
+    @flow(name="reboot-beside-a-busy-machine")
+    async def beside_busy() -> tuple[RebootResult, RebootResult, bool]:
+        busy = asyncio.create_task(
+            reboot_flow("m7.lab.test", deadlines=patient,
+                        inventory_block=lab.inventory_block, return_state=True)
+        )  # fmt: skip
+        for _ in range(600):  # until m7's chain waits for its ignored SSH reboot
+            if busy.done() or await asyncio.to_thread(ssh_ignored):
+                break
+            await asyncio.sleep(0.05)
+        other = await reboot_flow(
+            "m8.lab.test", deadlines=FAST, inventory_block=lab.inventory_block,
+            return_state=True,
+        )  # fmt: skip
+        m7_still_busy = not busy.done()
+        await asyncio.to_thread(machines.act, "m7.lab.test", "reset")
+        return _result(await busy), _result(other), m7_still_busy
+
+    machines.set_faults("m7.lab.test", MachineFaults(ignore_sources={"ssh"}))
     try:
-        first, second = await _two("m7.lab.test", "m8.lab.test", lab.inventory_block)
+        first, second, m7_still_busy = await beside_busy()
     finally:
-        lab.ssh.lab.set_faults("m7.lab.test", MachineFaults())
-    assert first.method == "ipmi-reset" and second.method == "snmp"
+        machines.set_faults("m7.lab.test", MachineFaults())
+    assert second.rebooted and second.method == "snmp"
     assert [a.outcome.value for a in second.attempts] == ["skipped"] * 3 + ["rebooted"]
-    m7_start = first.attempts[0].started_at.timestamp()
-    m7_end = first.attempts[-1].started_at.timestamp() + first.attempts[-1].duration_s
-    m8 = second.attempts[-1]
-    m8_start, m8_end = m8.started_at.timestamp(), m8.started_at.timestamp() + m8.duration_s
-    assert m8_start < m7_end and m7_start < m8_end  # both machines were worked on at once
+    assert m7_still_busy  # m8 was rebooted entirely while m7's chain held m7's lease
+    assert first.rebooted and first.method == "ssh"  # it went down when the test reset it
+    m8_end = second.attempts[-1].started_at.timestamp() + second.attempts[-1].duration_s
+    assert first.attempts[0].started_at.timestamp() < m8_end
     pdu_events = [e["event"] for e in lab.snapshot("m8.lab.test")["events"] if e["source"] == "pdu"]
     assert pdu_events[-2:] == ["off", "on"]
 
