@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import os
 import re
-import sys
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -22,7 +21,7 @@ import typer
 from pydantic import ValidationError
 
 from clients.errors import PreconditionError
-from deployments.console import fail
+from deployments.console import fail, read_secret
 
 if TYPE_CHECKING:  # Prefect takes seconds to import: only the commands that save load it
     from prefect.blocks.core import Block
@@ -44,29 +43,6 @@ CaBundleOpt = Annotated[
     typer.Option(help="CA bundle (PEM file) to verify the server with", dir_okay=False),
 ]
 InsecureOpt = Annotated[bool, typer.Option(help="Turn TLS verification off (warned once per run)")]
-
-
-def read_secret(env: str, what: str) -> str:
-    """Read a secret from an environment variable, or a hidden prompt on a terminal.
-
-    Args:
-        env: The variable's name.
-        what: What the secret is, for the prompt and the error.
-
-    Returns:
-        The secret (never empty).
-
-    Raises:
-        typer.Exit: Neither set nor given (status 2).
-    """
-    value = os.environ.get(env) or (
-        typer.prompt(what, hide_input=True, default="", show_default=False)
-        if sys.stdin.isatty()
-        else None
-    )
-    if not value:
-        fail(f"no {what}: set {env} or run interactively")
-    return str(value)
 
 
 def _read_file(path: Path, what: str) -> str:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -15,6 +14,7 @@ from clients.errors import RackflowError
 from clients.targets import parse_targets
 from deployments.blocks_cli import app as blocks_create_app
 from deployments.console import fail as _fail
+from deployments.console import read_secret
 from deployments.inventory_cli import app as inventory_app
 from deployments.jobs_cli import app as jobs_app
 
@@ -176,7 +176,7 @@ def blocks_create_redfish(
     or a prompt, never from the command line (it would show in ``ps``)."""
     from blocks import RedfishCredentials
 
-    password = _password(password_env, "BMC password")
+    password = read_secret(password_env, "BMC password")
     block = RedfishCredentials(
         username=username, password=password, verify_tls=not insecure, ca_bundle=ca_bundle
     )
@@ -200,7 +200,7 @@ def blocks_create_vcenter(
     """Create a VCenterCredentials block (password from the environment or a prompt)."""
     from blocks import VCenterCredentials
 
-    password = _password(password_env, "vCenter password")
+    password = read_secret(password_env, "vCenter password")
     VCenterCredentials(
         host=host,
         port=port,
@@ -210,15 +210,6 @@ def blocks_create_vcenter(
         ca_bundle=ca_bundle,
     ).save(name, overwrite=overwrite)
     typer.echo(f"saved vcenter-credentials/{name}")
-
-
-def _password(env: str, prompt: str) -> str:
-    password = os.environ.get(env) or (
-        typer.prompt(prompt, hide_input=True) if sys.stdin.isatty() else None
-    )
-    if not password:
-        _fail(f"no password: set {env} or run interactively")
-    return str(password)
 
 
 @blocks_app.command("create-inventory")

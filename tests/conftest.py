@@ -30,13 +30,26 @@ def rackflow_home() -> Path:
 
 
 @pytest.fixture(scope="session")
-def prefect_harness():
-    """One Prefect test server per session, heartbeats off (they cost ~1 s per flow)."""
+def prefect_harness(pytestconfig: pytest.Config):
+    """One Prefect test server per session, heartbeats off (they cost ~1 s per flow).
+
+    On PostgreSQL (tests/prefect_harness.py says why); on Prefect's SQLite
+    harness only where the PostgreSQL server packages are missing.
+    """
     from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
     from prefect.testing.utilities import prefect_test_harness
 
+    from lab.postgres import find_pg_bin
+    from tests.pg import session_server
+    from tests.prefect_harness import prefect_harness_on
+
     with temporary_settings({PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
-        with prefect_test_harness(server_startup_timeout=120):
+        if find_pg_bin() is None:
+            with prefect_test_harness(server_startup_timeout=120):
+                yield
+            return
+        url = session_server(pytestconfig).create_database("prefect_tests", driver="asyncpg")
+        with prefect_harness_on(url):
             yield
 
 

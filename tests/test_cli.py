@@ -77,4 +77,4 @@ def test_create_redfish_block_without_password_is_refused(prefect_harness):
         env={"RACKFLOW_BMC_PASSWORD": ""},
     )
     assert result.exit_code == 2
-    assert "no password" in result.output
+    assert "no BMC password: set RACKFLOW_BMC_PASSWORD" in result.output
