@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 venv: $(STAMP)
 
 # Debian packages the tests and benchmarks need: PostgreSQL for the inventory
-# tests, Go + govmomi sources to build the lab's vCenter simulator (vcsim),
+# tests and the tests' Prefect server, Go + govmomi sources to build the lab's vCenter simulator (vcsim),
 # iproute2/iptables for the benchmark's network namespace, OpenIPMI's
 # ipmi_sim, net-snmp's snmpd and OpenSSH's sshd for the reboot lab.
 system-deps:
