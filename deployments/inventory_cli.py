@@ -2,7 +2,8 @@
 
 Commands: ``list`` (one line per server), ``show KEY`` (one server and its
 firmware), ``export`` (YAML or JSON for other tools; ``--access`` for the
-machine-access file), ``import FILE`` (machines and their reboot paths). Each reads the store
+machine-access file), ``import FILE`` (machines and their reboot paths),
+``hosts`` (the ESXi hosts vCenter syncs stored). Each reads the store
 given by ``--url`` or by an ``InventoryStore`` block (``--block``), else the
 default SQLite file (``~/.rackflow/inventory.db``, ``RACKFLOW_HOME``).
 """
@@ -22,6 +23,7 @@ import yaml
 
 from clients.errors import RackflowError
 from clients.inventory import (
+    EsxiHostRecord,
     Inventory,
     ServerRecord,
     ServerStatus,
@@ -251,4 +253,59 @@ def import_machines(
         counts = inventory.register(entries)
     typer.echo(
         f"imported {len(entries)} machines ({counts['created']} new, {counts['updated']} updated)"
+    )
+
+
+_HOST_HEADERS = ("VCENTER", "NAME", "CLUSTER", "SERVICE TAG", "SERVER", "VERSION", "STATE",
+                 "MAINTENANCE", "LAST SEEN")  # fmt: skip
+
+
+def _host_row(host: EsxiHostRecord) -> list[Any]:
+    version = host.esxi_version
+    if version and host.build:
+        version = f"{version} ({host.build})"
+    # A gone host's connection state is stale: say it is gone instead.
+    state = "gone" if host.gone else host.connection_state
+    return [
+        host.vcenter,
+        host.name,
+        host.cluster,
+        host.service_tag,
+        host.server_identity,
+        version,
+        state,
+        host.in_maintenance,
+        host.last_seen,
+    ]
+
+
+@app.command("hosts")
+def list_hosts(
+    vcenter: Annotated[
+        str | None, typer.Option("--vcenter", help="Only this vCenter's hosts (its label)")
+    ] = None,
+    unmatched: Annotated[
+        bool, typer.Option("--unmatched", help="Only hosts linked to no inventory server")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table")] = False,
+    url: UrlOption = None,
+    block: BlockOption = None,
+) -> None:
+    """List the ESXi hosts stored by vCenter syncs and the servers they are linked to."""
+    with _open(url, block) as inventory:
+        records = inventory.esxi_hosts(vcenter, unmatched_only=unmatched)
+        where = inventory.url
+    if as_json:
+        typer.echo(json.dumps([r.model_dump(mode="json") for r in records], indent=2))
+        return
+    if not records:
+        filtered = vcenter is not None or unmatched
+        typer.echo(f"no ESXi hosts in the inventory at {where}"
+                   + (" matching the filters" if filtered else ""))  # fmt: skip
+        return
+    typer.echo(format_table(_HOST_HEADERS, [_host_row(r) for r in records]))
+    linked = sum(1 for r in records if r.server_identity is not None)
+    gone = sum(1 for r in records if r.gone)
+    typer.echo(
+        f"\n{len(records)} hosts ({linked} linked, {len(records) - linked} unmatched, {gone} gone)"
     )

@@ -1,4 +1,4 @@
-"""The inventory: servers, their BMC addresses and firmware (SQLAlchemy 2 + Alembic).
+"""The inventory: servers, their BMC addresses and firmware, ESXi hosts (SQLAlchemy 2 + Alembic).
 
 SQLite by default (:func:`default_inventory_url`), PostgreSQL by URL. The
 schema is migrated to head whenever an :class:`Inventory` is opened.
@@ -14,6 +14,7 @@ Example::
 from clients.inventory import access_file
 from clients.inventory.access import MachineAccess, MachineEntry
 from clients.inventory.engine import default_inventory_url
+from clients.inventory.hosts import EsxiHostCounts, EsxiHostRecord, HostSighting
 from clients.inventory.models import (
     FirmwareObservation,
     ServerObservation,
@@ -24,7 +25,10 @@ from clients.inventory.models import (
 from clients.inventory.store import Inventory, parse_endpoint
 
 __all__ = [
+    "EsxiHostCounts",
+    "EsxiHostRecord",
     "FirmwareObservation",
+    "HostSighting",
     "Inventory",
     "MachineAccess",
     "MachineEntry",

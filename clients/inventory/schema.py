@@ -25,7 +25,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
 
-__all__ = ["VERSION_TABLE", "Base", "FirmwareRow", "ServerRow", "UtcDateTime"]
+__all__ = ["VERSION_TABLE", "Base", "EsxiHostRow", "FirmwareRow", "ServerRow", "UtcDateTime"]
 
 # Alembic's version table. Not the default "alembic_version": the inventory
 # may share a PostgreSQL database with Prefect's own Alembic-managed schema.
@@ -133,3 +133,38 @@ class FirmwareRow(Base):
     updateable: Mapped[bool] = mapped_column(Boolean)
 
     server: Mapped[ServerRow] = relationship(back_populates="firmware")
+
+
+class EsxiHostRow(Base):
+    """One ESXi host as a vCenter last reported it, linked or not to a server.
+
+    Keyed by the vCenter's label and the host's managed object id (moids are
+    unique only within one vCenter). Rows are never deleted: a host the
+    vCenter stops reporting is marked ``gone`` and keeps its history.
+
+    The link is ``server_id``, a foreign key to ``servers.id`` rather than a
+    copy of the server's identity: a server's identity can change (a
+    ``uuid:`` placeholder promoted to its service tag) and the link follows
+    it; a deleted server leaves an unlinked host (``ON DELETE SET NULL``),
+    never a dangling name.
+    """
+
+    __tablename__ = "esxi_hosts"
+    __table_args__ = (UniqueConstraint("vcenter", "moid", name="uq_esxi_hosts_vcenter_moid"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    vcenter: Mapped[str] = mapped_column(String(255))
+    moid: Mapped[str] = mapped_column(String(64))
+    name: Mapped[str] = mapped_column(String(255))
+    cluster: Mapped[str | None] = mapped_column(String(255))
+    service_tag: Mapped[str | None] = mapped_column(String(32), index=True)
+    esxi_version: Mapped[str | None] = mapped_column(String(64))
+    build: Mapped[str | None] = mapped_column(String(64))
+    connection_state: Mapped[str] = mapped_column(String(32))
+    in_maintenance: Mapped[bool] = mapped_column(Boolean)
+    server_id: Mapped[int | None] = mapped_column(
+        ForeignKey("servers.id", ondelete="SET NULL"), index=True
+    )
+    first_seen: Mapped[datetime] = mapped_column(UtcDateTime())
+    last_seen: Mapped[datetime] = mapped_column(UtcDateTime())
+    gone: Mapped[bool] = mapped_column(Boolean, default=False)

@@ -8,8 +8,9 @@ workers. Opening the store migrates the schema to head.
 from __future__ import annotations
 
 import builtins
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any
 
@@ -17,9 +18,10 @@ from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from clients.errors import PreconditionError
-from clients.inventory import machines
+from clients.inventory import hosts, machines
 from clients.inventory.access import MachineEntry
 from clients.inventory.engine import db_errors, make_engine, normalize_url, redacted, sqlite_path
+from clients.inventory.hosts import EsxiHostCounts, EsxiHostRecord, HostSighting
 from clients.inventory.machines import find_server, parse_endpoint, to_record
 from clients.inventory.merge import upsert_observation
 from clients.inventory.migrate import upgrade_to_head
@@ -320,3 +322,59 @@ class Inventory:
             One dict per server, as :class:`ServerRecord` fields; timestamps ISO 8601 UTC.
         """
         return [record.model_dump(mode="json") for record in self.list()]
+
+    def record_esxi_hosts(
+        self,
+        vcenter: str,
+        sightings: Sequence[HostSighting],
+        *,
+        seen_at: datetime | None = None,
+    ) -> EsxiHostCounts:
+        """Store every ESXi host one vCenter reports now, in one transaction.
+
+        Hosts are keyed by ``(vcenter, moid)``. A known host whose fields, link
+        or gone flag differ is updated; one that matches is unchanged (only its
+        ``last_seen`` moves to ``seen_at``). Hosts of this vCenter missing from
+        ``sightings`` are marked gone, never deleted; other vCenters' hosts are
+        not touched. Re-running with the same sightings changes nothing else.
+
+        Args:
+            vcenter: The vCenter's label (as the sync names it, e.g. ``host:port``).
+            sightings: Every host that vCenter reports (an empty list marks all gone).
+            seen_at: When vCenter was read (timezone-aware); now when None.
+
+        Returns:
+            New, updated, unchanged and gone counts, linked/unmatched sightings,
+            and the names of the hosts marked gone by this call.
+
+        Raises:
+            PreconditionError: Empty label, naive ``seen_at``, a moid twice, or a
+                ``server_identity`` the inventory does not have (nothing is written).
+            BusyError: A concurrent sync inserted the same host (retry updates it).
+            TransportError: The database is unreachable or stayed locked.
+        """
+        when = seen_at if seen_at is not None else datetime.now(UTC)
+        with self._transaction() as session:
+            return hosts.record_sightings(session, vcenter, sightings, seen_at=when)
+
+    def esxi_hosts(
+        self,
+        vcenter: str | None = None,
+        *,
+        unmatched_only: bool = False,
+        include_gone: bool = True,
+    ) -> builtins.list[EsxiHostRecord]:
+        """List stored ESXi hosts with the identity of their linked server.
+
+        Args:
+            vcenter: Only this vCenter's hosts (its label).
+            unmatched_only: Only hosts linked to no inventory server.
+            include_gone: Also hosts their vCenter no longer reports.
+
+        Returns:
+            Records ordered by vCenter, name and moid.
+        """
+        with self._transaction() as session:
+            return hosts.list_hosts(
+                session, vcenter, unmatched_only=unmatched_only, include_gone=include_gone
+            )
