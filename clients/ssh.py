@@ -9,7 +9,27 @@ is); async callers use ``asyncio.to_thread``.
 
 A real ``reboot`` often kills the SSH session before the command returns, so
 :meth:`SshClient.reboot` counts "the session ended after the command was
-sent" as accepted, like exit status 0.
+sent" as accepted, like exit status 0. That includes a command that timed out
+(no exit within its own limit) followed by a connection that broke before the
+next command could be sent: a reboot that took the network down first leaves
+a silent session, and asking again (or retrying the task) could reboot the
+machine twice. Callers verify the reboot by watching the machine go down.
+
+Each command has its own timeout. A command that times out has its channel
+closed and the next command runs on the same connection; sshd does not kill
+the hung remote process (its output simply goes nowhere), the reboot that
+follows does.
+
+Which commands, by platform (``windows``):
+
+* ``False`` (Linux and other Unixes): ``reboot``, then ``shutdown -r now``.
+* ``True`` (OpenSSH for Windows): ``shutdown /r /t 0`` only.
+* ``None`` (unknown): the Linux forms, then the Windows form last. That is
+  safe on both: Windows refuses the Linux forms (``reboot`` is not a
+  command, ``shutdown.exe`` rejects ``now``) and a Unix ``shutdown`` refuses
+  ``/r`` as a time ("Failed to parse time specification"), all with a
+  non-zero exit and nothing done; the cost is one more failed command when a
+  Linux host refuses both of its forms.
 """
 
 from __future__ import annotations
@@ -33,6 +53,7 @@ from clients.errors import (
 from clients.ssh_keys import HostKeyError, RejectUnknownHosts, load_known_hosts, load_private_key
 
 __all__ = [
+    "ANY_REBOOT_COMMANDS",
     "LINUX_REBOOT_COMMANDS",
     "WINDOWS_REBOOT_COMMANDS",
     "CommandFailure",
@@ -48,6 +69,7 @@ logger = logging.getLogger("rackflow.clients.ssh")
 
 LINUX_REBOOT_COMMANDS = ("reboot", "shutdown -r now")
 WINDOWS_REBOOT_COMMANDS = ("shutdown /r /t 0",)
+ANY_REBOOT_COMMANDS = LINUX_REBOOT_COMMANDS + WINDOWS_REBOOT_COMMANDS
 # SSH_DISCONNECT_NO_MORE_AUTH_METHODS_AVAILABLE (RFC 4253 11.1): SSH's own
 # "credentials refused" code, used as RemoteError.status.
 _SSH_AUTH_REFUSED = 14
@@ -106,6 +128,12 @@ class RebootFailed(RemoteError):
             target=target,
             protocol="SSH exit",
         )
+
+
+def _default_commands(windows: bool | None) -> tuple[str, ...]:
+    if windows is None:
+        return ANY_REBOOT_COMMANDS
+    return WINDOWS_REBOOT_COMMANDS if windows else LINUX_REBOOT_COMMANDS
 
 
 class SshClient:
@@ -225,19 +253,22 @@ class SshClient:
         self,
         *,
         commands: Sequence[str] | None = None,
-        windows: bool = False,
+        windows: bool | None = None,
         timeout_s: float = 20.0,
     ) -> RebootResult:
         """Ask the OS to reboot, trying each command until one is accepted.
 
         A command is accepted when it exits 0, or when the session ends after it
-        was sent (a reboot kills sshd, often before the command returns).
+        was sent (a reboot kills sshd, often before the command returns). A
+        command that does not exit within ``timeout_s`` failed: its channel is
+        closed and the next command runs.
 
         Args:
-            commands: Commands in order of preference; default
-                :data:`LINUX_REBOOT_COMMANDS` or :data:`WINDOWS_REBOOT_COMMANDS`.
-            windows: The host runs Windows (OpenSSH for Windows): default to
-                ``shutdown /r /t 0``.
+            commands: Commands in order of preference; default by ``windows``.
+            windows: The host runs Windows (``True``: ``shutdown /r /t 0``), a
+                Unix (``False``: ``reboot``, ``shutdown -r now``), or unknown
+                (``None``: the Unix forms, then the Windows form). See the
+                module docstring.
             timeout_s: Limit for each command.
 
         Returns:
@@ -245,16 +276,20 @@ class SshClient:
 
         Raises:
             RebootFailed: No command was accepted (the message lists each error).
-            TransportError: The connection broke before a command was sent.
+            TransportError: The connection broke before a command could be sent,
+                and no command before it was left without an answer.
         """
-        tried = tuple(commands or (WINDOWS_REBOOT_COMMANDS if windows else LINUX_REBOOT_COMMANDS))
+        tried = tuple(commands or _default_commands(windows))
         failures: list[CommandFailure] = []
         for command in tried:
             try:
                 result = self._execute(command, timeout_s)
             except DeadlineExceeded:
                 failures.append(CommandFailure(command, None, f"no exit after {timeout_s:g} s"))
+                logger.info("ssh %s: %r: no exit after %g s", self.target, command, timeout_s)
                 continue
+            except TransportError as exc:
+                return self._gone_after_timeout(failures, exc)
             if result is None or result.exit_status == 0:
                 logger.info("ssh %s: reboot accepted: %r", self.target, command)
                 return RebootResult(command, result is None, tuple(failures))
@@ -264,6 +299,29 @@ class SshClient:
             )
             logger.info("ssh %s: %r failed: exit %d", self.target, command, result.exit_status)
         raise RebootFailed(target=self.target, failures=failures)
+
+    def _gone_after_timeout(
+        self, failures: Sequence[CommandFailure], exc: TransportError
+    ) -> RebootResult:
+        """The connection broke before the next command: accept the one left unanswered.
+
+        A command that timed out was sent and never answered; the session being
+        gone now is the same "session ended after the command" as a reboot
+        that killed sshd, only slower to notice (e.g. the network went down
+        before sshd did). Asking again, or retrying the task, could reboot the
+        machine twice.
+
+        Raises:
+            TransportError: ``exc``, when the last command tried did answer.
+        """
+        if not failures or failures[-1].exit_status is not None:
+            raise exc
+        sent = failures[-1]
+        logger.info(
+            "ssh %s: %r: session gone after it timed out (%s): counted as accepted",
+            self.target, sent.command, exc.reason,
+        )  # fmt: skip
+        return RebootResult(sent.command, True, tuple(failures[:-1]))
 
     def _transport(self) -> paramiko.Transport:
         transport = self._client.get_transport() if self._client is not None else None

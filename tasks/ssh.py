@@ -4,12 +4,15 @@ The task takes the ``SshCredentials`` block by NAME and opens the client
 inside (in a thread: paramiko is synchronous). A reboot is an action: never
 cached. It retries only transient failures (could not connect, connection
 broke before a command was sent); a refused key, an untrusted host key or
-every reboot command failing are not retried.
+every reboot command failing are not retried. A session that broke after a
+command went unanswered is not a failure but that command accepted (see
+:mod:`clients.ssh`): a retry could reboot the machine twice.
 """
 
 from __future__ import annotations
 
 import asyncio
+from typing import cast
 
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
@@ -28,20 +31,25 @@ async def ssh_reboot(
     port: int | None = None,
     user: str | None = None,
     credentials: str,
-    windows: bool = False,
+    windows: bool | None = None,
     command_timeout_s: float = 20.0,
 ) -> str:
     """Reboot a machine's OS over SSH (``reboot``, then ``shutdown -r now``).
 
     Returns once a command was accepted; the machine goes down afterwards.
     Watch it with :func:`tasks.ping.wait_for_reachability` (down, then up).
+    A command that does not exit within ``command_timeout_s`` counts as failed
+    and the next one runs; if the session is gone by then, the unanswered
+    command counts as accepted (the reboot may have cut the network first).
 
     Args:
         host: The machine's address.
         port: SSH port (default: the block's).
         user: Login user (default: the block's).
         credentials: Name of the ``SshCredentials`` block.
-        windows: The host runs Windows (OpenSSH for Windows): ``shutdown /r /t 0``.
+        windows: ``True``: the host runs Windows (``shutdown /r /t 0`` only);
+            ``False``: a Unix (``reboot``, ``shutdown -r now``); ``None``
+            (unknown): the Unix forms, then the Windows form.
         command_timeout_s: Limit for each reboot command.
 
     Returns:
@@ -54,7 +62,8 @@ async def ssh_reboot(
         TransportError: Could not connect (retried).
     """
     logger = get_run_logger()
-    creds = await SshCredentials.aload(credentials)
+    # cast: Prefect's aload is typed loosely (returns its own type var).
+    creds = cast(SshCredentials, await SshCredentials.aload(credentials))
 
     def reboot() -> RebootResult:
         with creds.get_client(host, port=port, user=user) as ssh:

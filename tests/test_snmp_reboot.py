@@ -114,6 +114,32 @@ async def test_apc_reboot_task_takes_the_machine_down_and_back(
     assert env.rwcommunity not in caplog.text  # ...and holds no community
 
 
+async def test_sentry3_reboot_in_one_set_cycles_the_machine_once(
+    prefect_harness: None, make_lab: MakeLab
+) -> None:
+    env = make_lab(model="sentry3", outlets={"AA1": M2, "AB2": M1}, boot_s=4.0)
+    block = await env.save_block("rw")
+    with PingWatch(*env.ping_address(M1)) as ping:
+        assert ping.wait_for([True], timeout_s=2)
+        done = await reboot_flow(env.host, env.port, block, "sentry3", "AB2")  # mode "single"
+        assert ping.wait_for([True, False, True], timeout_s=5), ping.changes
+    assert done == "reboot"
+    # One SET: outletControlAction of tower A, infeed B, outlet 2 = reboot(3).
+    [entry] = env.pdu.sets()
+    assert entry["oid"] == ".1.3.6.1.4.1.1718.3.2.3.1.11.1.2.2"
+    assert (entry["outlet"], entry["machine"]) == ("AB2", M1)
+    assert (entry["value"], entry["action"], entry["result"]) == ("3", "cycle", "DONE")
+    # The PDU cut the power and restored it by itself: one reboot, from the PDU.
+    assert machine_events(env, M1) == [
+        ("cycle", "pdu"), ("down", "machine"), ("on", "cycle"), ("up", "machine"),
+    ]  # fmt: skip
+    snap = env.lab.snapshot(M1)
+    assert snap["cycles"] == 1 and snap["answering"] and snap["powered"]
+    assert machine_events(env, M2) == []  # the other outlet's machine is untouched
+    async with client(env, "ro") as pdu:  # outletStatus reads on(1) again
+        assert await pdu.outlet_state("AB2") == "on"
+
+
 async def test_sentry3_off_on_reboot_of_a_tower_outlet(
     prefect_harness: None, make_lab: MakeLab
 ) -> None:

@@ -65,7 +65,11 @@ async def reboot_and_watch(
 
 @flow
 async def reboot_only(host: str, ssh_port: int, credentials: str) -> str:
-    return await ssh_reboot(host, port=ssh_port, credentials=credentials, command_timeout_s=10)
+    # A Linux host the inventory knows as such (the unknown platform's Windows
+    # fallback is in tests/test_ssh_reboot_fallback.py).
+    return await ssh_reboot(
+        host, port=ssh_port, credentials=credentials, windows=False, command_timeout_s=10
+    )
 
 
 def ssh_events(lab: SshLab, name: str) -> list[str]:

@@ -87,7 +87,8 @@ class SshAccess(_Strict):
     port: int | None = Port
     user: str | None = None
     credentials: str = BlockName
-    windows: bool = False
+    # None: unknown; the Linux forms are tried first, then the Windows form.
+    windows: bool | None = None
 
     _host = field_validator("host")(_host)
 

@@ -10,7 +10,10 @@ the control API, so ``ssh host reboot`` really takes the machine down.
 While a machine does not answer, its sshd does not either: the peer kills the
 whole sshd process tree (listener and every session, so open connections
 drop like on a real reboot) when the machine stops answering, and starts it
-again on the same port with the same host key when it answers again.
+again on the same port with the same host key when it answers again. Commands
+left running by closed sessions (sshd does not kill them: a client that gives
+up on a hung command only closes its channel) die then too, as they would on
+a real machine: :meth:`SshdPeer.session_processes` lists what still runs.
 
 .. code-block:: python
 
@@ -20,6 +23,7 @@ again on the same port with the same host key when it answers again.
         address, port = sshd.endpoints["m1.lab.test"]
         known_hosts = sshd.host_key_line("m1.lab.test")
         sshd.set_faults("m1.lab.test", SshFaults(fail={"reboot": "reboot: Permission denied"}))
+        sshd.set_faults("m1.lab.test", SshFaults(stall={"reboot"}))  # `reboot` hangs, does nothing
 
 A host's files and process live in :mod:`lab.machines.sshd_host`.
 """
@@ -39,6 +43,7 @@ from lab.machines.sshd_host import (
     SSHD,
     SshHost,
     generate_key_pair,
+    host_processes,
     kill_tree,
     prepare_host,
     start_sshd,
@@ -58,14 +63,26 @@ class SshFaults:
     """Faults of one SSH host (read by the fake tools on every call).
 
     Attributes:
-        fail: Tool name -> message: the tool prints it and exits 1 without acting
-            (e.g. ``{"reboot": "reboot: Permission denied"}``).
+        fail: Tool name, or a whole command line, -> message: the tool prints it
+            and exits 1 without acting (e.g. ``{"reboot": "reboot: Permission
+            denied"}``; ``{"shutdown -r now": ...}`` refuses only that form).
         hang: A tool that acted blocks until the machine's shutdown kills the
             session (a real ``reboot`` often never returns to the client).
+        silent: With ``hang``: the tool also freezes the host's sshd (listener and
+            its connection), so the client's session goes silent instead of
+            closing until the machine goes down, like a reboot that takes the
+            network down before sshd.
+        stall: Tools that block forever WITHOUT acting (e.g. a ``reboot`` stuck
+            on an unresponsive init): the client must time out and try another
+            command. Closing the channel does not stop such a process (sshd
+            never kills it); it runs until the machine goes down, and notes in
+            :meth:`SshdPeer.stalls` when nobody reads its output any more.
     """
 
     fail: dict[str, str] = field(default_factory=dict)
     hang: bool = False
+    silent: bool = False
+    stall: set[str] = field(default_factory=set)
 
 
 class SshdPeer:
@@ -146,7 +163,12 @@ class SshdPeer:
             name: The machine.
             faults: Its new faults.
         """
-        data = {"fail": dict(faults.fail), "hang": faults.hang}
+        data = {
+            "fail": dict(faults.fail),
+            "hang": faults.hang,
+            "silent": faults.silent,
+            "stall": sorted(faults.stall),
+        }
         write_file(self._hosts[name].directory / "faults.json", json.dumps(data))
 
     def calls(self, name: str) -> list[dict[str, Any]]:
@@ -155,6 +177,26 @@ class SshdPeer:
         if not path.exists():
             return []
         return [json.loads(line) for line in path.read_text().splitlines() if line]
+
+    def stalls(self, name: str) -> list[dict[str, Any]]:
+        """What stalled tools did: ``{"tool", "pid", "event", "t"}``.
+
+        ``event`` is ``stalled`` when the tool started hanging, then ``hung up``
+        once sshd closed its end of the tool's output (the client closed the
+        channel, or the connection ended); the process keeps hanging.
+        """
+        path = self._hosts[name].directory / "stalls.jsonl"
+        if not path.exists():
+            return []
+        return [json.loads(line) for line in path.read_text().splitlines() if line]
+
+    def session_processes(self, name: str) -> list[int]:
+        """Pids of the processes the host's SSH sessions started that still run.
+
+        Includes commands whose channel or connection closed (orphaned to
+        init): sshd does not kill them; the machine going down does.
+        """
+        return host_processes(self._hosts[name].marker)
 
     def running(self, name: str) -> bool:
         """True while the machine's sshd listens.
@@ -203,9 +245,10 @@ class SshdPeer:
         async with host.lock:
             proc, host.proc = host.proc, None
             host.listening = False
+            # Orphaned session commands die with the machine even when sshd is not running.
+            kill_tree(proc.pid if proc is not None else None, marker=host.marker)
             if proc is None:
                 return
-            kill_tree(proc.pid)
             # SIGKILLed: the wait is immediate; bounded anyway so the loop never hangs.
             await asyncio.to_thread(proc.wait, 10)
             log.info("sshd of %s stopped", host.machine)

@@ -1,11 +1,18 @@
 """One lab SSH host on disk and as a process: its files, its sshd, killing its tree.
 
 A host is a directory under the lab's state dir: an ed25519 host key, the
-authorized keys, ``faults.json`` and ``calls.jsonl`` (read and written by the
-fake power tools), a ``bin/`` of fake tools first on PATH, the session
-wrapper and the ``sshd_config``. :func:`start_sshd` runs
+authorized keys, ``faults.json``, ``calls.jsonl`` and ``stalls.jsonl`` (read
+and written by the fake power tools), a ``bin/`` of fake tools first on PATH,
+the session wrapper and the ``sshd_config``. :func:`start_sshd` runs
 ``/usr/sbin/sshd -D -e -f <config>`` on it; :func:`kill_tree` takes down the
 listener and every session, like a machine losing power.
+
+Every session process carries the host's marker in its environment
+(``RACKFLOW_LAB_SSH_HOST=<directory>``, set by ``SetEnv``). sshd does not kill
+a command whose channel or connection closed: the command lives on, orphaned
+to init once its connection ends, outside the listener's process tree. The
+marker is how :func:`host_processes` and :func:`kill_tree` still find it, so a
+machine going down leaves none of its processes behind.
 """
 
 from __future__ import annotations
@@ -31,6 +38,7 @@ __all__ = [
     "SSHD",
     "SshHost",
     "generate_key_pair",
+    "host_processes",
     "kill_tree",
     "prepare_host",
     "start_sshd",
@@ -42,6 +50,7 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 POWER_TOOLS = ("reboot", "shutdown", "poweroff")
 SFTP_SERVER = "/usr/lib/openssh/sftp-server"  # external: the session wrapper execs it
 _READY_TIMEOUT_S = 10.0
+_MARKER = "RACKFLOW_LAB_SSH_HOST"
 # sshd runs commands through the user's login shell, and bash reads ~/.bashrc
 # when started by sshd: root's may prepend to PATH. This ForceCommand puts the
 # fake tools first again, then runs what the client asked for.
@@ -99,6 +108,11 @@ class SshHost:
         """Everything its sshd said (``-e``)."""
         return self.directory / "sshd.log"
 
+    @property
+    def marker(self) -> str:
+        """The environment entry every process of its sessions carries."""
+        return f"{_MARKER}={self.directory}"
+
 
 def prepare_host(
     directory: Path,
@@ -131,8 +145,12 @@ def prepare_host(
     private, public = generate_key_pair(f"root@{machine}")
     write_file(directory / "ssh_host_ed25519_key", private, mode=0o600)
     write_file(directory / "authorized_keys", "".join(k + "\n" for k in authorized_keys))
-    write_file(directory / "faults.json", json.dumps({"fail": {}, "hang": False}))
+    write_file(
+        directory / "faults.json",
+        json.dumps({"fail": {}, "hang": False, "silent": False, "stall": []}),
+    )
     write_file(directory / "calls.jsonl", "")  # a reused state dir starts with no calls
+    write_file(directory / "stalls.jsonl", "")
     python = shlex.quote(sys.executable)
     for tool in POWER_TOOLS:
         script = f'#!/bin/sh\nexec {python} -m lab.machines.sshd_tools.power {tool} "$@"\n'
@@ -157,6 +175,8 @@ def prepare_host(
         "RACKFLOW_LAB_MACHINE": machine,
         "RACKFLOW_LAB_SSH_FAULTS": str(directory / "faults.json"),
         "RACKFLOW_LAB_SSH_CALLS": str(directory / "calls.jsonl"),
+        "RACKFLOW_LAB_SSH_STALLS": str(directory / "stalls.jsonl"),
+        _MARKER: str(directory),
         "RACKFLOW_LAB_OS": "windows" if windows else "linux",
     }
     write_file(host.config, _sshd_config(host, env))
@@ -218,7 +238,7 @@ async def _wait_listening(host: SshHost, offset: int) -> None:
         if "Server listening on" in said:
             return
         if proc.poll() is not None or time.monotonic() > deadline:
-            kill_tree(proc.pid)
+            kill_tree(proc.pid, marker=host.marker)
             raise RuntimeError(f"sshd of {host.machine} did not start: {said[-2000:]}")
         await asyncio.sleep(0.01)
 
@@ -238,17 +258,50 @@ def _children() -> dict[int, list[int]]:
     return tree
 
 
-def kill_tree(root: int) -> None:
-    """SIGKILL a process and all its descendants (sshd sessions call setsid, so no killpg)."""
+def host_processes(marker: str) -> list[int]:
+    """Pids of the processes whose environment holds ``marker`` (a host's sessions).
+
+    Args:
+        marker: An environment entry, ``NAME=value`` (see :attr:`SshHost.marker`).
+
+    Returns:
+        The pids, in no particular order.
+    """
+    wanted = marker.encode()
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            environ = Path(f"/proc/{entry}/environ").read_bytes()
+        except OSError:  # exited while we looked, or not ours to read
+            continue
+        if wanted in environ.split(b"\0"):
+            found.append(int(entry))
+    return found
+
+
+def kill_tree(root: int | None, *, marker: str | None = None) -> None:
+    """SIGKILL a process, all its descendants and every process carrying ``marker``.
+
+    sshd sessions call setsid, so no killpg; commands whose connection already
+    ended were reparented to init, so only ``marker`` finds them.
+
+    Args:
+        root: The process (sshd's listener); None when none runs.
+        marker: The host's environment marker (:attr:`SshHost.marker`).
+    """
     frozen: set[int] = set()
-    pending = [root]
+    pending = ([root] if root is not None else []) + (host_processes(marker) if marker else [])
     # Freeze first, so nothing forks or reparents while we collect the tree.
     while pending:
         for pid in pending:
             _signal(pid, signal.SIGSTOP)
             frozen.add(pid)
         tree = _children()
+        marked = host_processes(marker) if marker else []
         pending = [c for p in frozen for c in tree.get(p, []) if c not in frozen]
+        pending += [pid for pid in marked if pid not in frozen and pid not in pending]
     for pid in frozen:
         _signal(pid, signal.SIGKILL)
 
