@@ -11,6 +11,10 @@ inside ``net.ipv4.ping_group_range``) or a raw socket (root / CAP_NET_RAW).
 permitted; with a port it connects over TCP (a refused or unanswered connect
 means "not reachable"). On loopback every address answers ICMP, so the lab
 checks its machines over TCP on their ping ports.
+
+:func:`plan_check` decides how a machine will be watched before anything is
+done to it: ICMP where this process may send it, else a TCP connect to a
+fallback port (e.g. the machine's SSH port), else a clear refusal.
 """
 
 from __future__ import annotations
@@ -29,7 +33,17 @@ from typing import Literal
 from clients.errors import PreconditionError
 from clients.polling import poll
 
-__all__ = ["IcmpMode", "Method", "Reachability", "icmp_mode", "ping", "wait_for_reachability"]
+__all__ = [
+    "CheckPlan",
+    "IcmpMode",
+    "Method",
+    "Reachability",
+    "icmp_mode",
+    "icmp_usable",
+    "ping",
+    "plan_check",
+    "wait_for_reachability",
+]
 
 Method = Literal["auto", "icmp", "tcp"]
 IcmpMode = Literal["dgram", "raw"]
@@ -78,6 +92,88 @@ def icmp_mode() -> IcmpMode | None:
             continue
         return mode
     return None
+
+
+def icmp_usable(address: str, *, probe: Callable[[], IcmpMode | None] = icmp_mode) -> bool:
+    """Tell whether ``address`` can be checked over ICMP from this process (no packet sent).
+
+    Args:
+        address: What to check; ICMP checks need an IPv4 address (not a name).
+        probe: The capability check (:func:`icmp_mode`; injectable for tests).
+
+    Returns:
+        True when the address is IPv4 and ICMP sockets are permitted.
+    """
+    try:
+        ipaddress.IPv4Address(address)
+    except ValueError:
+        return False
+    return probe() is not None
+
+
+@dataclass(frozen=True)
+class CheckPlan:
+    """How a machine will be checked, decided before acting on it.
+
+    Attributes:
+        method: ``icmp`` or ``tcp``.
+        port: The TCP port (None for ICMP).
+        note: Why this way when it is a fallback (for the log), else "".
+    """
+
+    method: Literal["icmp", "tcp"]
+    port: int | None
+    note: str = ""
+
+
+def plan_check(
+    address: str,
+    *,
+    method: Method = "auto",
+    port: int | None = None,
+    fallback_port: int | None = None,
+    probe: Callable[[], IcmpMode | None] = icmp_mode,
+) -> CheckPlan:
+    """Decide how ``address`` will be checked: ICMP, TCP to ``port``, or TCP to ``fallback_port``.
+
+    ``auto`` without a port uses ICMP when :func:`icmp_usable`, else a TCP
+    connect to ``fallback_port`` (a port the machine is known to listen on).
+
+    Args:
+        address: What will be checked.
+        method: ``auto``, ``icmp`` or ``tcp`` (as configured).
+        port: Configured TCP port.
+        fallback_port: Port to connect to when ``auto`` cannot use ICMP.
+        probe: The ICMP capability check (injectable for tests).
+
+    Returns:
+        The plan.
+
+    Raises:
+        PreconditionError: No way to check it (ICMP asked for or needed but not
+            possible here, and no port to connect to).
+    """
+    if method == "tcp" or (method == "auto" and port is not None):
+        if port is None:
+            raise PreconditionError(subject="port", reason="a TCP reachability check needs a port")
+        return CheckPlan("tcp", port)
+    if icmp_usable(address, probe=probe):
+        return CheckPlan("icmp", None)
+    why = (
+        f"ICMP needs an IPv4 address, not {address!r}"
+        if not icmp_usable(address, probe=lambda: "raw")
+        else "ICMP sockets are not permitted here (not root, and the group is outside "
+        "net.ipv4.ping_group_range)"
+    )
+    if method == "icmp":
+        raise PreconditionError(subject=address, reason=f"cannot ping over ICMP: {why}")
+    if fallback_port is None:
+        raise PreconditionError(
+            subject=address,
+            reason=f"no way to tell whether it answers: {why}, and no TCP port is known "
+            "(set ping: {method: tcp, port: N}, or give the machine an ssh path)",
+        )
+    return CheckPlan("tcp", fallback_port, f"{why}: TCP to port {fallback_port} instead")
 
 
 async def ping(

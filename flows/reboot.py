@@ -1,9 +1,10 @@
 """Reboot actions: the escalating chain and one flow (deployment) per method.
 
 Every flow takes a machine known to the inventory (service tag or FQDN; an
-unknown host is refused before anything is touched), holds the machine's
-lease while it acts, tags its run ``machine:<id>`` for the job history, and
-verifies the reboot by watching the machine go down and come back
+unknown host is refused before anything is touched), tags its run
+``machine:<id>`` for the job history as soon as the machine is known (so
+refused, busy and waiting runs show too), holds the machine's lease while it
+acts, and verifies the reboot by watching the machine go down and come back
 (:mod:`flows.reboot_chain`). ``reboot`` tries methods in turn and files (or
 comments on) a Bugzilla bug when all fail; ``ssh-reboot``, ``ipmi-reboot``,
 ``snmp-reboot``, ``ilo-reboot`` and ``xenapi-reboot`` run one method;
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import getpass
+from collections.abc import Callable
 from typing import Literal
 
 from prefect import flow, get_run_logger
@@ -22,20 +24,21 @@ from prefect.states import Cancelled, Completed, Failed, State
 
 from clients.errors import PreconditionError, RackflowError
 from clients.inventory import ServerRecord
+from clients.ping import IcmpMode, icmp_mode
 from flows.reboot_chain import (
     DEFAULT_METHODS,
     PATH_OF,
     ChainDeadlines,
     RebootMethod,
     RebootResult,
-    ping_target,
     run_chain,
 )
+from flows.reboot_watch import ping_target, watch_target
 from tasks.bug_report import file_bugzilla_bug
-from tasks.cancel import mark_stoppable
+from tasks.cancel import STOPS_BETWEEN_STEPS, stop_requested
 from tasks.inventory import load_machine
 from tasks.ipmi import ipmi_power
-from tasks.lease import machine_lease, tag_current_run
+from tasks.lease import LeaseWaitStopped, machine_lease, tag_current_run
 from tasks.ping import check_reachable
 
 __all__ = [
@@ -99,18 +102,7 @@ def _state(result: RebootResult) -> State:
     return Failed(message=f"{result.machine}: every method failed ({tried}){bug}", data=result)
 
 
-async def chain(
-    machine: str,
-    methods: list[RebootMethod],
-    *,
-    deadlines: ChainDeadlines,
-    file_bug: bool,
-    requested_by: str | None,
-    lease_wait_s: float,
-    inventory_block: str | None,
-) -> State:
-    """Shared body of every reboot flow (see the module docstring)."""
-    record = await asyncio.to_thread(load_machine, machine, inventory_block)
+def _refuse_unconfigured(record: ServerRecord, methods: list[RebootMethod]) -> None:
     configured = record.access.paths()
     if not any(PATH_OF[m] in configured for m in methods):
         asked = ", ".join(m.value for m in methods)
@@ -120,15 +112,42 @@ async def chain(
             reason=f"none of the methods ({asked}) is configured for this machine "
             f"(it has: {has}; see rackflow inventory import)",
         )
-    target = ping_target(record)  # refuses a machine with nothing to watch it by
-    await mark_stoppable()
-    async with machine_lease(record.identity, wait_s=lease_wait_s):
-        result = await run_chain(record, methods, deadlines)
-        if not result.rebooted and not result.stopped and file_bug:
-            try:
-                result.bug_url = await _file_bug(record, result, _requested_by(requested_by))
-            except RackflowError as exc:  # the attempts must still be reported
-                result.bug_error = str(exc)
+
+
+async def chain(
+    machine: str,
+    methods: list[RebootMethod],
+    *,
+    deadlines: ChainDeadlines,
+    file_bug: bool,
+    requested_by: str | None,
+    lease_wait_s: float,
+    inventory_block: str | None,
+    icmp: Callable[[], IcmpMode | None] = icmp_mode,
+) -> State:
+    """Shared body of every reboot flow (see the module docstring).
+
+    ``icmp`` is the worker's ICMP capability check (injectable for tests).
+    """
+    record = await asyncio.to_thread(load_machine, machine, inventory_block)
+    # In the machine's history from here on, and stoppable (rackflow cancel) even
+    # while it waits for the lease.
+    await tag_current_run([record.identity], also=[STOPS_BETWEEN_STEPS])
+    _refuse_unconfigured(record, methods)
+    target = await watch_target(record, icmp=icmp)  # refuses what cannot be watched
+    try:
+        async with machine_lease(
+            record.identity, wait_s=lease_wait_s, tag=False, stop=stop_requested,
+            stop_every_s=max(deadlines.poll_s, 1.0),
+        ):  # fmt: skip
+            result = await run_chain(record, methods, deadlines, target=target)
+            if not result.rebooted and not result.stopped and file_bug:
+                try:
+                    result.bug_url = await _file_bug(record, result, _requested_by(requested_by))
+                except RackflowError as exc:  # the attempts must still be reported
+                    result.bug_error = str(exc)
+    except LeaseWaitStopped as exc:
+        result = RebootResult(machine=record.identity, stopped=exc.reason)
     get_run_logger().info("%s (%s): %s", record.identity, target.address, _state(result).message)
     return _state(result)
 
@@ -149,7 +168,8 @@ async def reboot_flow(
         machine: Service tag or FQDN of a machine in the inventory.
         methods: Order to try (default ssh, ipmi-reset, ipmi-cycle, snmp); methods the
             machine has no configuration for are skipped and recorded as such.
-        deadlines: Down / up / poll / per-method seconds (defaults sized for real servers).
+        deadlines: Down / up / poll seconds, the budget of each method call and of each
+            SSH command (defaults sized for real servers).
         file_bug: When every method fails, file a Bugzilla bug (or comment on the open one).
         requested_by: Who asked (goes into the bug); default the run's trigger or local user.
         lease_wait_s: How long to wait for another job on the machine before failing.
@@ -246,28 +266,28 @@ async def ipmi_power_flow(
         The power state after the action (or the status).
     """
     record = await asyncio.to_thread(load_machine, machine, inventory_block)
+    await tag_current_run([record.identity])
     ipmi = record.access.ipmi
     if ipmi is None:
         raise PreconditionError(subject=record.identity, reason="no ipmi configured")
     if action == "status":
-        await tag_current_run([record.identity])
         return await ipmi_power(ipmi.address, port=ipmi.port, credentials=ipmi.credentials,
                                 action=action)  # fmt: skip
-    async with machine_lease(record.identity, wait_s=lease_wait_s):
+    async with machine_lease(record.identity, wait_s=lease_wait_s, tag=False):
         return await ipmi_power(ipmi.address, port=ipmi.port, credentials=ipmi.credentials,
                                 action=action)  # fmt: skip
 
 
 @flow(name="ping")
 async def ping_flow(machine: str, timeout_s: float = 2.0, inventory_block: str | None = None):
-    """Is the machine answering? ICMP where allowed, else TCP to its known port.
+    """Is the machine answering? ICMP where allowed, else TCP to its ping or SSH port.
 
     Returns:
         Reachability (address, method, reachable, round-trip ms).
     """
     record = await asyncio.to_thread(load_machine, machine, inventory_block)
-    target = ping_target(record)
     await tag_current_run([record.identity])
+    target = await watch_target(record)
     return await check_reachable(
         target.address, port=target.ping.port, method=target.ping.method, timeout_s=timeout_s
     )

@@ -4,14 +4,21 @@ A method "worked" only when the machine was seen to go down and come back:
 it must stop answering within ``down_s`` and answer again within ``up_s``
 (a machine that was not answering to begin with only has to come up). Every
 attempt is recorded (time, method, outcome, error) in the result and in a
-table artifact updated after each attempt, so a run that is stopped or dies
-still shows what it did. A stop request (tasks/cancel.py) is honoured
-between methods and while waiting for the machine, never inside a method (a
-PDU left off between "off" and "on" is worse than a late stop).
+table artifact ``reboot-attempts-<machine>`` (one key per machine) updated
+after each attempt, so a run that is stopped or dies still shows what it did.
+A stop request (tasks/cancel.py) is honoured between methods and while
+waiting for the machine, never inside a method (a PDU left off between "off"
+and "on" is worse than a late stop).
+
+How the machine is watched is decided before its lease is taken
+(:mod:`flows.reboot_watch`). Every method call is bounded by
+``ChainDeadlines.method_s``.
 """
 
 from __future__ import annotations
 
+import asyncio
+import re
 import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
@@ -21,9 +28,10 @@ from prefect import get_run_logger
 from prefect.artifacts import acreate_table_artifact
 from pydantic import BaseModel, Field
 
-from clients.errors import DeadlineExceeded, PreconditionError, RackflowError
+from clients.errors import DeadlineExceeded, RackflowError
 from clients.inventory import ServerRecord
-from clients.inventory.access import MachineAccess, PingConfig
+from clients.inventory.access import MachineAccess
+from flows.reboot_watch import Target, observe, ping_target, watch_target
 from tasks.cancel import stop_requested
 from tasks.ilo import ilo_reboot
 from tasks.ipmi import ipmi_reboot
@@ -40,8 +48,13 @@ __all__ = [
     "RebootMethod",
     "RebootResult",
     "Target",
+    "attempts_key",
+    "ping_target",
     "run_chain",
+    "watch_target",
 ]
+
+_KEY_UNSAFE = re.compile(r"[^a-z0-9-]+")
 
 
 class RebootMethod(StrEnum):
@@ -90,7 +103,15 @@ class ChainDeadlines(BaseModel):
     up_s: float = Field(default=1200.0, gt=0, description="Time to answer again.")
     poll_s: float = Field(default=5.0, gt=0, description="Reachability check interval.")
     method_s: float = Field(
-        default=600.0, gt=0, description="Budget of one method call (e.g. iLO graceful wait)."
+        default=600.0,
+        gt=0,
+        description="Budget of every method call, its retries included: a call still running "
+        "then counts as failed and the next method runs (work it started in a thread, e.g. an "
+        "SSH command, may still finish later). iLO and Xen give their graceful step half of "
+        "it; a PDU switched off/on gets its off delay on top.",
+    )
+    command_s: float = Field(
+        default=20.0, gt=0, description="Limit of each SSH reboot command (reboot, shutdown)."
     )
 
 
@@ -127,30 +148,6 @@ class RebootResult(BaseModel):
         return "\n".join(lines) or "(no attempt)"
 
 
-class Target(BaseModel):
-    """Where to check that the machine answers."""
-
-    address: str
-    ping: PingConfig
-
-
-def ping_target(record: ServerRecord) -> Target:
-    """Where the chain watches the machine go down and come back.
-
-    Raises:
-        PreconditionError: Nothing to watch it by (no address, name or SSH host).
-    """
-    access = record.access
-    address = access.address or record.fqdn or (access.ssh.host if access.ssh else None)
-    if address is None:
-        raise PreconditionError(
-            subject=record.identity,
-            reason="no address to watch the machine by: set `address` (or `name`) in the "
-            "inventory import file",
-        )
-    return Target(address=address, ping=access.ping or PingConfig())
-
-
 def method_call(
     method: RebootMethod, access: MachineAccess, deadlines: ChainDeadlines
 ) -> Callable[[], Awaitable[str]] | None:
@@ -159,7 +156,7 @@ def method_call(
         ssh = access.ssh
         return lambda: ssh_reboot(
             ssh.host, port=ssh.port, user=ssh.user, credentials=ssh.credentials,
-            windows=ssh.windows,
+            windows=ssh.windows, command_timeout_s=deadlines.command_s,
         )  # fmt: skip
     if method in (RebootMethod.IPMI_RESET, RebootMethod.IPMI_CYCLE) and access.ipmi:
         ipmi, mode = access.ipmi, method.value.removeprefix("ipmi-")
@@ -176,45 +173,49 @@ def method_call(
         ilo = access.ilo
         return lambda: ilo_reboot(
             ilo.address, port=ilo.port, credentials=ilo.credentials,
-            force_after_s=min(deadlines.method_s, deadlines.down_s),
+            force_after_s=min(deadlines.method_s / 2, deadlines.down_s),
         )  # fmt: skip
     if method is RebootMethod.XEN and access.xen:
         xen = access.xen
         return lambda: xenapi_reboot(
-            xen.vm_uuid, credentials=xen.credentials, shutdown_timeout_s=deadlines.method_s
+            xen.vm_uuid, credentials=xen.credentials, shutdown_timeout_s=deadlines.method_s / 2
         )
     return None
 
 
-async def _observe(target: Target, *, reachable: bool, deadline_s: float, poll_s: float) -> str:
-    """Wait for the machine to (stop) answer(ing), in slices so a stop request is seen.
+def method_budget(method: RebootMethod, access: MachineAccess, deadlines: ChainDeadlines) -> float:
+    """Seconds one method call may take: ``method_s``, plus a PDU's off delay in off/on mode.
 
-    Returns:
-        ``""`` once it did; the stop reason when a stop was requested first.
+    The delay is added so the budget is not spent while the outlet is off
+    (cutting the call between "off" and "on" would leave the machine unpowered).
+    """
+    if method is RebootMethod.SNMP and access.pdu and access.pdu.mode == "off_on":
+        return deadlines.method_s + access.pdu.off_delay_s
+    return deadlines.method_s
+
+
+async def _bounded(method: RebootMethod, call: Callable[[], Awaitable[str]], budget: float) -> str:
+    """Run a method call for at most ``budget`` seconds (retries included).
+
+    Cancelling stops the task's coroutine (its task run ends Crashed); a
+    blocking call it runs in a thread (paramiko, pyghmi, XenAPI) cannot be
+    killed and may still finish later, bounded only by its own socket timeouts.
 
     Raises:
-        DeadlineExceeded: It did not within ``deadline_s``.
+        DeadlineExceeded: The call did not return within the budget.
     """
-    started = time.monotonic()
-    slice_s = max(poll_s * 3, 60.0)  # how often a stop request is looked for
-    while True:
-        remaining = deadline_s - (time.monotonic() - started)
-        try:
-            await wait_for_reachability(
-                target.address, port=target.ping.port, method=target.ping.method,
-                reachable=reachable, deadline_s=max(min(slice_s, remaining), poll_s / 2),
-                interval_s=poll_s,
-            )  # fmt: skip
-            return ""
-        except DeadlineExceeded:
-            if time.monotonic() - started >= deadline_s:
-                raise DeadlineExceeded(
-                    operation=f"{target.address} {'answering' if reachable else 'going down'}",
-                    waited_s=time.monotonic() - started,
-                ) from None
-        stop = await stop_requested()
-        if stop:
-            return stop
+    scope = asyncio.timeout(budget)
+    try:
+        async with scope:
+            return await call()
+    except TimeoutError:
+        if not scope.expired():
+            raise  # the call's own timeout, not the budget
+        raise DeadlineExceeded(
+            operation=f"{method.value} call (deadlines.method_s budget; work it started in a "
+            "thread may still finish later)",
+            waited_s=budget,
+        ) from None
 
 
 async def _attempt(
@@ -222,6 +223,7 @@ async def _attempt(
     call: Callable[[], Awaitable[str]],
     target: Target,
     deadlines: ChainDeadlines,
+    budget: float,
 ) -> Attempt:
     started_at, started = datetime.now(UTC), time.monotonic()
 
@@ -240,14 +242,14 @@ async def _attempt(
     except DeadlineExceeded:
         was_up = False  # already down: the method only has to bring it back
     try:
-        detail = await call()
+        detail = await _bounded(method, call, budget)
     except RackflowError as exc:
         return done(Outcome.FAILED, error=str(exc))
     except Exception as exc:  # noqa: BLE001 - e.g. a missing block: this method failed, go on
         return done(Outcome.FAILED, error=f"{type(exc).__name__}: {exc}")
     if was_up:
         try:
-            stop = await _observe(
+            stop = await observe(
                 target, reachable=False, deadline_s=deadlines.down_s, poll_s=deadlines.poll_s
             )
         except DeadlineExceeded:
@@ -256,7 +258,7 @@ async def _attempt(
         if stop:
             return done(Outcome.STOPPED, detail, f"{stop} before the machine went down")
     try:
-        stop = await _observe(
+        stop = await observe(
             target, reachable=True, deadline_s=deadlines.up_s, poll_s=deadlines.poll_s
         )
     except DeadlineExceeded:
@@ -266,9 +268,15 @@ async def _attempt(
     return done(Outcome.REBOOTED, detail if was_up else f"{detail} (was down before)")
 
 
+def attempts_key(machine: str) -> str:
+    """The key of a machine's attempts artifact (lowercase letters, digits, dashes)."""
+    slug = _KEY_UNSAFE.sub("-", machine.lower()).strip("-")
+    return f"reboot-attempts-{slug or 'machine'}"
+
+
 async def _publish(result: RebootResult) -> None:
     await acreate_table_artifact(
-        key="reboot-attempts",
+        key=attempts_key(result.machine),
         table=[
             {
                 "time": f"{a.started_at:%H:%M:%S}",
@@ -288,14 +296,22 @@ async def run_chain(
     record: ServerRecord,
     methods: list[RebootMethod],
     deadlines: ChainDeadlines,
+    *,
+    target: Target | None = None,
 ) -> RebootResult:
     """Try ``methods`` in order on the machine (its lease must be held) until one works.
+
+    Args:
+        record: The machine.
+        methods: Methods in order.
+        deadlines: Deadlines and budgets.
+        target: How to watch it (:func:`watch_target`, before the lease); None: decide now.
 
     Returns:
         The result; ``rebooted`` False when every method failed or a stop came.
     """
     logger = get_run_logger()
-    target = ping_target(record)
+    target = target or await watch_target(record)
     result = RebootResult(machine=record.identity)
     started = time.monotonic()
     for method in methods:
@@ -312,7 +328,8 @@ async def run_chain(
             result.attempts.append(skipped)
             continue
         logger.info("%s: trying %s", record.identity, method.value)
-        attempt = await _attempt(method, call, target, deadlines)
+        budget = method_budget(method, record.access, deadlines)
+        attempt = await _attempt(method, call, target, deadlines, budget)
         result.attempts.append(attempt)
         await _publish(result)
         logger.info("%s: %s -> %s %s", record.identity, method.value, attempt.outcome.value,

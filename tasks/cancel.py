@@ -2,10 +2,12 @@
 
 Killing a reboot chain while a PDU outlet is off (off / delay / on) or while
 a host is half shut down leaves the machine worse than before. Runs of flows
-that act step by step tag themselves :data:`STOPS_BETWEEN_STEPS`;
+that act step by step tag themselves :data:`STOPS_BETWEEN_STEPS` (with
+``tasks.lease.tag_current_run(..., also=...)``, as soon as the machine is known);
 ``rackflow cancel`` then adds :data:`STOP_REQUESTED` to the run instead of
 moving it to Cancelling, and the flow checks :func:`stop_requested` between
-steps, records where it stopped, and ends Cancelled by itself. A run moved to
+steps (and while it waits for the machine's lease), records where it
+stopped, and ends Cancelled by itself. A run moved to
 Cancelling some other way (the API, a local run) is honoured the same way
 when nothing kills its process first.
 """
@@ -16,20 +18,10 @@ from prefect import get_client
 from prefect.client.schemas.objects import StateType
 from prefect.runtime import flow_run
 
-__all__ = ["STOPS_BETWEEN_STEPS", "STOP_REQUESTED", "mark_stoppable", "stop_requested"]
+__all__ = ["STOPS_BETWEEN_STEPS", "STOP_REQUESTED", "stop_requested"]
 
 STOPS_BETWEEN_STEPS = "stops-between-steps"
 STOP_REQUESTED = "stop-requested"
-
-
-async def mark_stoppable() -> None:
-    """Tag the current run as one that stops cooperatively (read by ``rackflow cancel``)."""
-    if not flow_run.id:
-        return
-    async with get_client() as client:
-        run = await client.read_flow_run(flow_run.id)
-        if STOPS_BETWEEN_STEPS not in run.tags:
-            await client.update_flow_run(run.id, tags=[*run.tags, STOPS_BETWEEN_STEPS])
 
 
 async def stop_requested() -> str | None:

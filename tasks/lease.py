@@ -3,10 +3,17 @@
 Every flow that acts on a machine holds a Prefect global concurrency limit
 named ``machine-<id>`` (limit 1) for as long as it acts, so two jobs on one
 machine never interleave, across workers. The limit is created on first use
-(or for a whole fleet up front): with an unknown name Prefect would otherwise
-run unlimited (PREFECT.md). The slot is taken, renewed and released straight
-through the run's API client (see ``_Lease`` for why not ``concurrency()``).
-A holder that dies frees the slot when its lease expires (~lease + 15 s).
+(or for a whole fleet up front, :mod:`tasks.lease_limits`): with an unknown
+name Prefect would otherwise run unlimited (PREFECT.md). The slot is taken,
+renewed and released straight through the run's API client (see ``_Lease``
+for why not ``concurrency()``). A holder that dies frees the slot when its
+lease expires (~lease + 15 s).
+
+A run is filed under the machine (tag ``machine:<id>``) before it waits for
+the lease, so runs waiting or giving up show in the machine's history too;
+the holder labels its run while it holds the lease, so a "machine busy"
+error names the holder, not the others waiting (:mod:`tasks.lease_history`).
+A stop request (``rackflow cancel``) is honoured while waiting.
 """
 
 from __future__ import annotations
@@ -14,43 +21,62 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import re
 import time
-from collections.abc import AsyncIterator, Coroutine, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 import httpx
 from prefect import get_client
-from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
-from prefect.client.schemas.filters import (
-    FlowRunFilter,
-    FlowRunFilterState,
-    FlowRunFilterStateType,
-    FlowRunFilterTags,
-)
-from prefect.client.schemas.objects import ConcurrencyLeaseHolder, StateType
+from prefect.client.schemas.objects import ConcurrencyLeaseHolder
 from prefect.exceptions import ObjectAlreadyExists
 from prefect.runtime import flow_run
 
 from clients.errors import PreconditionError
+from tasks.lease_history import (
+    holder_label,
+    lease_holders,
+    machine_tag,
+    mark_holder,
+    tag_current_run,
+)
+from tasks.lease_limits import (
+    ensure_limits_later,
+    ensure_machine_limits,
+    lease_name,
+    safe_limit_name,
+)
 
 if TYPE_CHECKING:
     from prefect.client.orchestration import PrefectClient
 
+__all__ = [
+    "LeaseReleases",
+    "LeaseWaitStopped",
+    "MachineBusyError",
+    "MachineLeaseLost",
+    "StopCheck",
+    "ensure_machine_limits",
+    "holder_label",
+    "lease_holders",
+    "lease_name",
+    "machine_lease",
+    "machine_tag",
+    "prepare_machine_leases",
+    "safe_limit_name",
+    "tag_current_run",
+]
+
 logger = logging.getLogger("rackflow.tasks.lease")
 
-_UNSAFE = re.compile(r"[^A-Za-z0-9_.:-]")
-_PAGE = 200
-# Limits created at once: up front (the rollout waits for them), in the background (where
-# they must leave room in the API client's pool of 16 connections to the leases themselves).
-_CREATES_AT_ONCE = 8
-_CREATES_LATER_AT_ONCE = 2
 _RENEW_FRACTION = 0.75
 _RENEW_ATTEMPTS = 3
 # Releases of slots granted to a caller cancelled meanwhile (kept referenced until done).
 _orphans: set[asyncio.Future[None]] = set()
+
+StopCheck = Callable[[], Awaitable[str | None]]
+"""Tells why to stop waiting for the lease (e.g. :func:`tasks.cancel.stop_requested`), or None."""
 
 
 class MachineBusyError(PreconditionError):
@@ -58,61 +84,52 @@ class MachineBusyError(PreconditionError):
 
     Args:
         machine: Machine id (service tag or FQDN).
-        holders: Names of the flow runs acting on it.
+        holders: Names of the flow runs holding it (empty: not a flow run, or unknown).
         waited_s: How long we waited for it.
     """
 
     def __init__(self, *, machine: str, holders: list[str], waited_s: float) -> None:
         self.machine = machine
         self.holders = holders
-        who = ", ".join(holders) or "another run"
+        who = ", ".join(holders) or "another job"
         super().__init__(
             subject=f"machine {machine}",
             reason=f"machine busy with {who} (waited {waited_s:.0f} s)",
         )
 
 
-def safe_limit_name(text: str) -> str:
-    """A Prefect concurrency limit name (Prefect forbids ``/ % & > <``)."""
-    return _UNSAFE.sub("_", text.strip())
+class MachineLeaseLost(PreconditionError):
+    """The machine's lease could not be renewed: the run stopped acting on it.
 
-
-def lease_name(machine: str) -> str:
-    """The concurrency limit name of a machine."""
-    return safe_limit_name(f"machine-{machine}")
-
-
-def machine_tag(machine: str) -> str:
-    """The flow-run tag that files a run in the machine's job history."""
-    return f"machine:{machine.strip()}"
-
-
-async def running_jobs(machine: str) -> list[str]:
-    """Names of running flow runs tagged with this machine (for error messages)."""
-    async with get_client() as client:
-        runs = await client.read_flow_runs(
-            flow_run_filter=FlowRunFilter(
-                tags=FlowRunFilterTags(all_=[machine_tag(machine)]),
-                state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.RUNNING])),
-            )
-        )
-    mine = str(flow_run.id) if flow_run.id else None
-    return [f"{r.name} ({r.id})" for r in runs if str(r.id) != mine]
-
-
-async def tag_current_run(machines: Sequence[str]) -> None:
-    """File the current flow run under these machines (``rackflow jobs <id>``, the UI).
-
-    Flows that act on many machines call this once, up front: one read and one
-    write, instead of one racy read-modify-write per machine.
+    Args:
+        machine: Machine id.
+        reason: What the renewal got back.
     """
-    if not flow_run.id or not machines:
-        return
-    async with get_client() as client:
-        run = await client.read_flow_run(flow_run.id)
-        wanted = [t for t in dict.fromkeys(machine_tag(m) for m in machines) if t not in run.tags]
-        if wanted:
-            await client.update_flow_run(run.id, tags=[*run.tags, *wanted])
+
+    def __init__(self, *, machine: str, reason: str) -> None:
+        self.machine = machine
+        super().__init__(
+            subject=f"machine {machine}",
+            reason=f"lease lost ({reason}); stopped acting on it, another job may take it",
+        )
+
+
+class LeaseWaitStopped(PreconditionError):
+    """A stop was requested while the run waited for the machine's lease (nothing was done).
+
+    Args:
+        machine: Machine id.
+        why: The stop check's reason.
+        waited_s: How long the run had waited.
+    """
+
+    def __init__(self, *, machine: str, why: str, waited_s: float) -> None:
+        self.machine = machine
+        self.why = why
+        super().__init__(
+            subject=f"machine {machine}",
+            reason=f"{why} while waiting {waited_s:.0f} s for the machine's lease",
+        )
 
 
 async def prepare_machine_leases(
@@ -132,69 +149,7 @@ async def prepare_machine_leases(
     """
     await asyncio.gather(tag_current_run(machines), ensure_machine_limits(machines[:first]))
     if machines[first:]:
-        background.add(_ensure_later(machines[first:]))
-
-
-async def _ensure_later(machines: Sequence[str]) -> None:
-    try:
-        await ensure_machine_limits(machines, at_once=_CREATES_LATER_AT_ONCE)
-    except Exception as exc:  # noqa: BLE001 - each lease then makes its own limit
-        logger.warning("lease limits not made ahead: %s", exc)
-
-
-async def ensure_machine_limits(
-    machines: Sequence[str], *, at_once: int = _CREATES_AT_ONCE
-) -> None:
-    """Create the lease limits of many machines at once, before acting on them.
-
-    A run over a fleet calls this once and then ``machine_lease(...,
-    ensure_limit=False)``: one paged read of the existing limits and a create
-    per missing one, instead of a read (and maybe a create) per machine.
-
-    Args:
-        machines: Machine ids (service tags or FQDNs).
-        at_once: Creates in flight at once.
-    """
-    wanted = {lease_name(m) for m in machines}
-    if not wanted:
-        return
-    async with get_client() as client:
-        ok: set[str] = set()
-        offset = 0
-        while True:
-            page = await client.read_global_concurrency_limits(limit=_PAGE, offset=offset)
-            ok.update(lim.name for lim in page if lim.limit == 1)
-            offset += len(page)
-            if len(page) < _PAGE:
-                break
-        gate = asyncio.Semaphore(at_once)
-
-        async def create(name: str) -> None:
-            async with gate:
-                try:
-                    await client.create_global_concurrency_limit(
-                        GlobalConcurrencyLimitCreate(name=name, limit=1)
-                    )
-                except ObjectAlreadyExists:  # another run made it, or its limit is not 1
-                    await client.upsert_global_concurrency_limit_by_name(name, limit=1)
-
-        await asyncio.gather(*(create(n) for n in sorted(wanted - ok)))
-
-
-class MachineLeaseLost(PreconditionError):
-    """The machine's lease could not be renewed: the run stopped acting on it.
-
-    Args:
-        machine: Machine id.
-        reason: What the renewal got back.
-    """
-
-    def __init__(self, *, machine: str, reason: str) -> None:
-        self.machine = machine
-        super().__init__(
-            subject=f"machine {machine}",
-            reason=f"lease lost ({reason}); stopped acting on it, another job may take it",
-        )
+        background.add(ensure_limits_later(machines[first:]))
 
 
 class _Lease:
@@ -208,17 +163,22 @@ class _Lease:
     that fails to renew three times, cancels the holder (as ``strict=True``).
     """
 
-    def __init__(self, client: PrefectClient, name: str, duration_s: float) -> None:
+    def __init__(self, client: PrefectClient, machine: str, duration_s: float) -> None:
         self.client = client
-        self.name = name
+        self.machine = machine
+        self.name = lease_name(machine)
         self.duration_s = duration_s
         self.lease_id: UUID | None = None
         self.lost: str | None = None
 
-    async def take(self, deadline: float) -> bool:
-        """Take the slot; False when ``deadline`` (monotonic) passed first."""
+    async def take(self, deadline: float, stop: StopCheck | None, stop_every_s: float) -> bool:
+        """Take the slot; False when ``deadline`` (monotonic) passed first.
+
+        Raises:
+            LeaseWaitStopped: ``stop`` said to stop while waiting.
+        """
         holder = ConcurrencyLeaseHolder(type="flow_run", id=flow_run.id) if flow_run.id else None
-        delay = 0.5
+        delay, started = 0.5, time.monotonic()
         while True:
             request = asyncio.ensure_future(
                 self.client.increment_concurrency_slots_with_lease(
@@ -239,6 +199,7 @@ class _Lease:
                 body = response.json()
                 if body.get("limits"):
                     self.lease_id = UUID(body["lease_id"])
+                    await mark_holder(self.client, self.machine, held=True)
                     return True
                 # No such limit (deleted after ensure_machine_limits?): Prefect would
                 # let everyone in. Create it and ask again.
@@ -258,7 +219,23 @@ class _Lease:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return False
-            await asyncio.sleep(min(pause, remaining))
+            await self._wait(min(pause, remaining), stop, stop_every_s, started)
+
+    async def _wait(
+        self, seconds: float, stop: StopCheck | None, every_s: float, started: float
+    ) -> None:
+        """Sleep before asking again, looking for a stop request every ``every_s``."""
+        end = time.monotonic() + seconds
+        while True:
+            if stop is not None:
+                why = await stop()
+                if why:
+                    waited = time.monotonic() - started
+                    raise LeaseWaitStopped(machine=self.machine, why=why, waited_s=waited)
+            left = end - time.monotonic()
+            if left <= 0:
+                return
+            await asyncio.sleep(min(left, every_s) if stop is not None else left)
 
     async def keep(self, holder: asyncio.Task[Any], every_s: float) -> None:
         """Renew the lease every ``every_s`` until cancelled; cancel ``holder`` when it is lost.
@@ -294,14 +271,16 @@ class _Lease:
 
     async def release(self) -> None:
         """Give the slot back (best effort: an unreleased lease expires by itself)."""
-        await self._release(self.lease_id)
+        await self._release(self.lease_id, unmark=True)
 
-    async def _release(self, lease_id: object) -> None:
+    async def _release(self, lease_id: object, *, unmark: bool = False) -> None:
         if lease_id is None:
             return
         try:
             # Its own client context: a release in the background outlives the lease's.
             async with get_client() as client:
+                if unmark:  # first: a waiting run names no holder rather than a past one
+                    await mark_holder(client, self.machine, held=False)
                 await client.release_concurrency_slots_with_lease(lease_id=UUID(str(lease_id)))
         except Exception as exc:  # noqa: BLE001 - the lease expires by itself; say so and go on
             logger.warning("could not release lease %s of %s: %s", lease_id, self.name, exc)
@@ -351,10 +330,14 @@ async def machine_lease(
     ensure_limit: bool = True,
     releases: LeaseReleases | None = None,
     renew_every_s: float | None = None,
+    stop: StopCheck | None = None,
+    stop_every_s: float = 5.0,
 ) -> AsyncIterator[UUID]:
     """Hold the machine's lease (creating its limit on first use) while acting on it.
 
-    The current flow run is tagged ``machine:<id>`` (if it is not already).
+    The current flow run is tagged ``machine:<id>`` (if it is not already)
+    before it waits, so a run waiting for the machine, or giving up, shows in
+    the machine's history.
 
     Args:
         machine: Machine id (service tag or FQDN).
@@ -370,6 +353,8 @@ async def machine_lease(
             goes on at once); None: before returning.
         renew_every_s: How often the lease is renewed (default: three quarters
             of its duration).
+        stop: Asked while waiting: a reason stops the wait (:class:`LeaseWaitStopped`).
+        stop_every_s: How often ``stop`` is asked while waiting.
 
     Yields:
         The Prefect lease id (for diagnostics); the body runs while the lease is held.
@@ -377,24 +362,27 @@ async def machine_lease(
     Raises:
         MachineBusyError: The machine stayed busy for ``wait_s``.
         MachineLeaseLost: The lease could not be renewed; the body was cancelled.
+        LeaseWaitStopped: ``stop`` gave a reason before the lease was free.
     """
-    name = lease_name(machine)
     deadline = time.monotonic() + wait_s
+    if tag:
+        await tag_current_run([machine])
     async with get_client() as client:
+        lease = _Lease(client, machine, max(60.0, lease_duration_s))
         if ensure_limit:
-            await client.upsert_global_concurrency_limit_by_name(name, limit=1)
-        lease = _Lease(client, name, max(60.0, lease_duration_s))
-        if not await lease.take(deadline):
+            try:
+                await client.upsert_global_concurrency_limit_by_name(lease.name, limit=1)
+            except ObjectAlreadyExists:  # made meanwhile by another run: now it is updated
+                await client.upsert_global_concurrency_limit_by_name(lease.name, limit=1)
+        if not await lease.take(deadline, stop, stop_every_s):
             raise MachineBusyError(
-                machine=machine, holders=await running_jobs(machine), waited_s=wait_s
+                machine=machine, holders=await lease_holders(machine), waited_s=wait_s
             )
         holder = asyncio.current_task()
         assert holder is not None
         every = renew_every_s or lease.duration_s * _RENEW_FRACTION
         keeper = asyncio.create_task(lease.keep(holder, every))
         try:
-            if tag:
-                await tag_current_run([machine])
             assert lease.lease_id is not None
             yield lease.lease_id
         except asyncio.CancelledError:

@@ -6,10 +6,18 @@ import asyncio
 
 import pytest
 from prefect import flow, get_client
+from prefect.client.schemas.filters import (
+    FlowRunFilter,
+    FlowRunFilterState,
+    FlowRunFilterStateType,
+    FlowRunFilterTags,
+)
+from prefect.client.schemas.objects import StateType
 from prefect.runtime import flow_run
 
 from tasks.lease import (
     LeaseReleases,
+    LeaseWaitStopped,
     MachineBusyError,
     MachineLeaseLost,
     ensure_machine_limits,
@@ -18,6 +26,9 @@ from tasks.lease import (
 )
 
 EVENTS: list[tuple[str, str, str]] = []
+# Set by a test to let the holder of a machine go (flows run in the test's event loop).
+RELEASE: dict[str, asyncio.Event] = {}
+STOP: dict[str, str] = {}
 
 
 @flow(name="lease-holder")
@@ -62,18 +73,91 @@ async def test_jobs_on_different_machines_run_together(prefect_harness):
     assert order[:2] == ["in", "in"]  # both entered before either left
 
 
-async def test_busy_machine_fails_with_the_holder_named(prefect_harness):
-    EVENTS.clear()
-    holder = asyncio.create_task(hold("BUSY001", 4.0))
-    while not EVENTS:
+@flow(name="lease-holder-until-released")
+async def hold_until_released(machine: str) -> str:
+    async with machine_lease(machine, wait_s=60):
+        EVENTS.append(("in", machine, str(flow_run.id)))
+        await RELEASE[machine].wait()
+        EVENTS.append(("out", machine, str(flow_run.id)))
+    return str(flow_run.id)
+
+
+async def _stop_asked(machine: str) -> str | None:
+    return STOP.get(machine)
+
+
+@flow(name="lease-stoppable")
+async def hold_stoppable(machine: str) -> str:
+    async with machine_lease(
+        machine, wait_s=60, stop=lambda: _stop_asked(machine), stop_every_s=0.1
+    ):
+        EVENTS.append(("in", machine, str(flow_run.id)))
+    return str(flow_run.id)
+
+
+async def running_runs(machine: str, count: int) -> list[str]:
+    """Ids of the running runs filed under the machine, once there are ``count``."""
+    async with get_client() as client:
+        for _ in range(600):
+            runs = await client.read_flow_runs(
+                flow_run_filter=FlowRunFilter(
+                    tags=FlowRunFilterTags(all_=[f"machine:{machine}"]),
+                    state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.RUNNING])),
+                )
+            )
+            if len(runs) >= count:
+                return [str(r.id) for r in runs]
+            await asyncio.sleep(0.05)
+    raise AssertionError(f"never {count} running runs for {machine}")
+
+
+async def entered(machine: str) -> str:
+    for _ in range(600):
+        inside = [e[2] for e in EVENTS if e[:2] == ("in", machine)]
+        if inside:
+            return inside[0]
         await asyncio.sleep(0.05)
+    raise AssertionError(f"nobody took the lease of {machine}")
+
+
+async def test_busy_machine_names_the_holder_not_the_runs_waiting(prefect_harness):
+    EVENTS.clear()
+    RELEASE["BUSY001"] = asyncio.Event()
+    holder = asyncio.create_task(hold_until_released("BUSY001"))
+    holder_id = await entered("BUSY001")
+    waiter = asyncio.create_task(hold("BUSY001", 0.01, wait_s=60))
+    # The waiter is filed under the machine while it waits (before it has the lease).
+    [waiter_id] = set(await running_runs("BUSY001", 2)) - {holder_id}
     state = await hold("BUSY001", 0.1, wait_s=1.0, return_state=True)
     assert state.is_failed()
     with pytest.raises(MachineBusyError, match=r"machine busy with .+ \(waited 1 s\)") as err:
         await state.result()
-    holder_id = EVENTS[0][2]
-    assert holder_id in str(err.value)
+    assert holder_id in str(err.value) and waiter_id not in str(err.value)
+    RELEASE["BUSY001"].set()
+    assert await holder == holder_id and await waiter == waiter_id
+    assert [(e[0], e[2]) for e in EVENTS] == [
+        ("in", holder_id), ("out", holder_id), ("in", waiter_id), ("out", waiter_id),
+    ]  # fmt: skip
+    async with get_client() as client:  # the run that gave up is in the history too
+        busy = await client.read_flow_run(state.state_details.flow_run_id)
+    assert "machine:BUSY001" in busy.tags
+
+
+async def test_a_stop_request_ends_the_wait_for_the_lease(prefect_harness):
+    EVENTS.clear()
+    RELEASE["STOP001"] = asyncio.Event()
+    holder = asyncio.create_task(hold_until_released("STOP001"))
+    holder_id = await entered("STOP001")
+    waiting = asyncio.create_task(hold_stoppable("STOP001", return_state=True))
+    await running_runs("STOP001", 2)
+    STOP["STOP001"] = "stop requested (test)"
+    state = await waiting
+    with pytest.raises(LeaseWaitStopped, match=r"stop requested \(test\) while waiting \d+ s"):
+        await state.result()
+    assert [(e[0], e[2]) for e in EVENTS] == [("in", holder_id)]  # it never got in
+    RELEASE["STOP001"].set()
     await holder
+    assert (await _limit(lease_name("STOP001"))).active_slots == 0
 
 
 async def _limit(name: str):

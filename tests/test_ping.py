@@ -11,7 +11,15 @@ import pytest
 from prefect import flow
 
 from clients.errors import DeadlineExceeded, PreconditionError
-from clients.ping import Reachability, icmp_mode, ping, wait_for_reachability
+from clients.ping import (
+    CheckPlan,
+    Reachability,
+    icmp_mode,
+    icmp_usable,
+    ping,
+    plan_check,
+    wait_for_reachability,
+)
 from lab.machines import MachineLab
 from tasks import ping as ping_tasks
 
@@ -129,6 +137,45 @@ async def test_wait_for_reachability_uses_the_injected_clock_and_sleep(lab: Mach
     assert sleeps == [3, 3, 3, 1]  # the last sleep is cut to the deadline
     assert caught.value.waited_s == 10
     assert time.monotonic() - start < 2  # five real probes, no real sleeping
+
+
+def no_icmp() -> None:
+    """The capability probe of a worker that may not send ICMP (not root, no ping group)."""
+    return None
+
+
+def raw_icmp() -> str:
+    """The capability probe of a worker running as root."""
+    return "raw"
+
+
+async def test_without_icmp_the_check_falls_back_to_tcp_and_follows_the_machine(
+    lab: MachineLab,
+) -> None:
+    address, port = where(lab)
+    assert not icmp_usable(address, probe=no_icmp)
+    plan = plan_check(address, fallback_port=port, probe=no_icmp)  # auto, no port configured
+    assert (plan.method, plan.port) == ("tcp", port)
+    assert "ICMP sockets are not permitted here" in plan.note and f"port {port}" in plan.note
+    answer = await ping(address, port=plan.port, method=plan.method)
+    assert (answer.method, answer.reachable) == ("tcp", True)
+    lab.act(NAME, "off")
+    assert not (await ping(address, port=plan.port, method=plan.method, timeout_s=1)).reachable
+
+
+def test_check_plans_before_anything_is_sent() -> None:
+    assert plan_check("10.1.2.3", probe=raw_icmp) == CheckPlan("icmp", None)
+    assert plan_check("10.1.2.3", port=22, probe=raw_icmp) == CheckPlan("tcp", 22)  # a port: TCP
+    assert plan_check("10.1.2.3", method="tcp", port=7, probe=no_icmp) == CheckPlan("tcp", 7)
+    by_name = plan_check("web01.example.com", fallback_port=22, probe=raw_icmp)
+    assert (by_name.method, by_name.port) == ("tcp", 22)
+    assert "ICMP needs an IPv4 address" in by_name.note
+    with pytest.raises(PreconditionError, match="no TCP port is known"):
+        plan_check("10.1.2.3", probe=no_icmp)
+    with pytest.raises(PreconditionError, match="cannot ping over ICMP: ICMP sockets are not"):
+        plan_check("10.1.2.3", method="icmp", fallback_port=22, probe=no_icmp)
+    with pytest.raises(PreconditionError, match="needs a port"):
+        plan_check("10.1.2.3", method="tcp", probe=raw_icmp)
 
 
 @flow

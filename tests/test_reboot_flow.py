@@ -8,6 +8,7 @@ saving a block with wrong credentials under another name.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import shutil
 from collections.abc import Iterator
@@ -234,9 +235,12 @@ async def _running_run(machine: str) -> str:
 @flow(name="two-reboots")
 async def _two(a: str, b: str, inventory_block: str) -> list[RebootResult]:
     states = await asyncio.gather(
-        reboot_flow(a, deadlines=FAST, inventory_block=inventory_block, return_state=True),
-        reboot_flow(b, deadlines=FAST, inventory_block=inventory_block, return_state=True),
-    )
+        *(
+            reboot_flow(m, deadlines=FAST, inventory_block=inventory_block,
+                        requested_by="history-test", return_state=True)
+            for m in (a, b)
+        )
+    )  # fmt: skip
     return [_result(s) for s in states]
 
 
@@ -253,9 +257,16 @@ async def test_two_reboots_of_one_machine_never_overlap_and_history_shows_them(
         for a in r.attempts
     )
     assert spans[0][1] <= spans[1][0]  # the second waited for the first's lease
-    out = await asyncio.to_thread(runner.invoke, jobs_app, ["jobs", name])
-    assert out.exit_code == 0
-    assert out.output.count("reboot") >= 2 and "Completed" in out.output
+    out = await asyncio.to_thread(
+        runner.invoke, jobs_app, ["jobs", name, "--inventory-block", lab.inventory_block, "--json"]
+    )
+    assert out.exit_code == 0, out.output
+    rows = [r for r in json.loads(out.stdout) if r["flow"] == "reboot"]
+    assert len(rows) >= 2
+    for row in rows:
+        assert (row["state"], row["machines"], row["by"]) == ("Completed", name, "history-test")
+        assert row["end"] != "-" and row["end"] >= row["start"]
+        assert row["summary"].startswith("rebooted by ssh in ")
 
 
 async def test_reboots_of_different_machines_run_together(blocks: RebootLab) -> None:
