@@ -16,9 +16,16 @@ from __future__ import annotations
 
 import time
 
+import anyio
 from prefect import get_run_logger
 
-from clients.errors import PreconditionError, RackflowError
+from clients.errors import (
+    DeadlineExceeded,
+    PreconditionError,
+    RackflowError,
+    ServerError,
+    TransportError,
+)
 from clients.firmware.sources import ApplyTime, DellCatalog
 from clients.inventory import ServerRecord
 from clients.redfish.jobs import STAGED_STATES, DellJob, RepoUpdate
@@ -32,6 +39,7 @@ from flows.rollout import (
 )
 from tasks.firmware import progress_key
 from tasks.firmware_finish import reboot_server, wait_for_server
+from tasks.firmware_notes import JobNotes
 from tasks.firmware_repo import (
     CatalogJobs,
     check_catalog_compliance,
@@ -40,6 +48,9 @@ from tasks.firmware_repo import (
     verify_catalog_update,
     wait_for_firmware_jobs,
 )
+
+# How long a cut-off catalog update may take to delete its jobs.
+_CLEANUP_S = 120.0
 
 
 def _row(server: ServerRecord, component: str, outcome: Outcome, message: str) -> ComponentResult:
@@ -156,8 +167,10 @@ async def apply_catalog(
         for u in updates
     ]
     done: list[str] = []  # steps that happened, for the row messages
+    ids: list[str] = []  # the run's jobs, once known
     try:
         jobs = await _start(server, catalog, updates, opts)
+        ids = [j for j in [jobs.repository_job, *jobs.jobs] if j]
         if jobs.up_to_date:
             for r in rows:
                 r.result, r.message = Outcome.CURRENT, "the iDRAC found nothing to update (SUP029)"
@@ -168,13 +181,27 @@ async def apply_catalog(
                 r.after, r.message = check.installed, "; ".join([*done, check.message])
                 r.result = Outcome.UPDATED if check.ok else Outcome.FAILED
         failed = [r for r in rows if r.result is Outcome.FAILED]
-        if failed:
+        if failed:  # every job is final here: the note goes
+            settled = await opts.jobs.after_failure(server, ids, maybe_started=False)
+            for r in failed:
+                r.message += f"; {settled}" if settled else ""
             raise ComponentFailed(failed[0], rows=rows)
-        await opts.inventory.note(server.identity, "firmware-job", None)
+        await opts.jobs.note(server.identity, None)
     except RackflowError as exc:
+        # Did the request get there? A repository job that timed out may still spawn jobs.
+        maybe = isinstance(exc, TransportError | ServerError | DeadlineExceeded)
+        settled = await opts.jobs.after_failure(server, ids, maybe_started=maybe)
         for r in rows:
-            r.message = "; ".join([*done, str(exc)])
+            r.message = "; ".join([*done, str(exc), *([settled] if settled else [])])
         raise ComponentFailed(rows[0], rows=rows) from exc
+    except ComponentFailed:
+        raise
+    except BaseException:  # cancelled: settle the jobs shielded (see update_component)
+        settled = "the jobs were not settled in time"
+        with anyio.CancelScope(shield=True, deadline=anyio.current_time() + _CLEANUP_S):
+            settled = await opts.jobs.after_failure(server, ids, maybe_started=True)
+        get_run_logger().error("%s catalog: cut off; %s", server.identity, settled or "no job")
+        raise
     finally:
         for r in rows:
             r.duration_s = round(time.monotonic() - started, 1)
@@ -184,16 +211,19 @@ async def apply_catalog(
 async def _start(
     server: ServerRecord, catalog: DellCatalog, updates: list[RepoUpdate], opts: RolloutOptions
 ) -> CatalogJobs:
-    """InstallFromRepository, noted in the inventory before (intention) and after (job ids)."""
+    """InstallFromRepository, noted in the inventory before (intention) and after (job ids).
+
+    The jobs of an earlier catalog run noted on the server are followed; when
+    that run was killed before noting them, the jobs it made are adopted.
+    """
     assert server.bmc_address is not None and server.bmc_port is not None
     d = opts.deadlines
-    note: dict[str, object] = {
-        "run": run_id(),
-        "job": None,
-        "jobs": [],
-        "components": sorted({str(u.kind) for u in updates}),
-    }
-    await opts.inventory.note(server.identity, "firmware-job", note)
+    kinds = sorted({str(u.kind) for u in updates})
+    earlier = JobNotes.earlier(server)
+    recorded = [j for j in [earlier.get("job"), *earlier.get("jobs", [])] if j]
+    was_catalog = bool(earlier.get("components"))  # a catalog run notes its components
+    note = JobNotes.intention(run_id(), jobs=[], components=kinds)
+    await opts.jobs.note(server.identity, note)
     jobs = await start_catalog_update(
         server.bmc_address,
         server.bmc_port,
@@ -202,9 +232,12 @@ async def _start(
         reboot_needed=opts.apply_time is ApplyTime.IMMEDIATE,
         timeout_s=d.job_staged_s,
         interval_s=d.poll_interval_s,
+        recorded=recorded,
+        follow=recorded if was_catalog else [],
+        interrupted=([ComponentKind(k) for k in kinds] if was_catalog and not recorded else None),
     )
     note.update(job=jobs.repository_job, jobs=jobs.jobs)
-    await opts.inventory.note(server.identity, "firmware-job", note)
+    await opts.jobs.note(server.identity, note)
     get_run_logger().info(
         "%s: InstallFromRepository %s started %s",
         server.identity,

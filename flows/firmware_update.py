@@ -1,5 +1,11 @@
 """Rolling firmware update: one server (or a bounded batch) at a time, each in a
-vCenter maintenance window, verified by re-reading the installed version."""
+vCenter maintenance window, verified by re-reading the installed version.
+
+Bad input is refused before any server is touched: the parameters (limits,
+components, source, target query) in the flow itself, and per server a
+package that does not apply to the model the BMC reports, before maintenance
+mode is entered.
+"""
 
 from __future__ import annotations
 
@@ -12,11 +18,19 @@ from prefect.states import Completed, Failed, State
 from pydantic import BaseModel, Field
 
 from clients.errors import PreconditionError, RackflowError
-from clients.firmware.sources import ApplyTime, DellCatalog, DirectUrl, HttpRepository
+from clients.firmware.sources import (
+    ApplyTime,
+    DellCatalog,
+    DirectUrl,
+    HttpRepository,
+    parse_components,
+)
 from clients.inventory import ServerRecord
+from clients.redfish.jobs import RepoUpdate
 from clients.redfish.models import ComponentKind
+from clients.vsphere import MaintenanceOptions
 from flows.catalog_apply import apply_catalog, catalog_plan, catalog_report
-from flows.maintenance_window import maintenance_window
+from flows.maintenance_window import maintenance_window, name_hosts_left
 from flows.rollout import (
     ComponentFailed,
     ComponentResult,
@@ -29,7 +43,7 @@ from flows.rollout import (
 )
 from tasks.firmware import Readiness, check_server_ready, installed_of, summarize_versions
 from tasks.firmware_finish import wait_for_server
-from tasks.inventory import load_target_servers, read_server_observation
+from tasks.inventory import TargetQuery, load_target_servers, read_server_observation
 from tasks.lease import MachineBusyError, machine_lease
 
 FirmwareSource = Annotated[HttpRepository | DellCatalog | DirectUrl, Field(discriminator="kind")]
@@ -134,6 +148,11 @@ async def _plan(
             return [row(server, "*", Outcome.FAILED, f"catalog dry run failed: {exc}")], []
     rows: list[ComponentResult] = []
     plan = []
+    # The model the BMC reported just now decides what applies (the inventory's may be stale).
+    model = ready.model or server.model
+    if not model:
+        reason = "refused: the BMC reports no model, so no package can be checked against it"
+        return [row(server, str(kind), Outcome.SKIPPED, reason) for kind in components], []
     for kind in components:
         found = installed_of(ready.firmware, kind)
         before = summarize_versions(found)
@@ -142,13 +161,13 @@ async def _plan(
             rows.append(row(server, str(kind), Outcome.SKIPPED, f"server has no {kind}"))
             continue
         try:
-            package = await opts.package(
-                source, server.model, kind, ids[0] if len(ids) == 1 else None
-            )
+            package = await opts.package(source, model, kind, ids[0] if len(ids) == 1 else None)
         except PreconditionError as exc:
             rows.append(row(server, str(kind), Outcome.SKIPPED, f"package does not apply: {exc}"))
             continue
-        if package.version and before == package.version:
+        if package.version is None:  # the resolver refuses these; never reboot for nothing
+            rows.append(row(server, str(kind), Outcome.SKIPPED, "package version unknown"))
+        elif before == package.version:
             rows.append(
                 row(server, str(kind), Outcome.CURRENT, "already at the target version").model_copy(
                     update={"before": before, "after": before, "target": before}
@@ -185,24 +204,71 @@ async def update_server(
             if isinstance(ready, str):
                 return [row(server, "*", Outcome.SKIPPED, ready)]
             rows, plan = await _plan(server, source, components, opts, ready)
-            pending_mm = "pending:maintenance" in (server.attributes or {})
-            try:
-                async with maintenance_window(server, opts, needed=bool(plan) or pending_mm):
-                    if isinstance(source, DellCatalog):
-                        if plan:  # the iDRAC applies the catalog: one step for all components
-                            rows.extend(await apply_catalog(server, source, plan, opts))
-                    else:
-                        for package, before in plan:
-                            rows.append(
-                                await update_component(server, package, opts, before=before)
-                            )
-            except ComponentFailed as exc:
-                rows.extend(exc.rows)
-            except RackflowError as exc:
-                rows.append(row(server, "*", Outcome.FAILED, f"maintenance mode: {exc}"))
-            return rows
+            return rows + await _apply_plan(server, source, plan, opts)
     except MachineBusyError as exc:
         return [row(server, "*", Outcome.SKIPPED, str(exc))]
+
+
+async def _apply_plan(
+    server: ServerRecord, source: FirmwareSource, plan: list[Any], opts: RolloutOptions
+) -> list[ComponentResult]:
+    """Apply the plan in the server's maintenance window: a row for every planned component.
+
+    A failed component stops the server's later ones, each reported skipped
+    with the reason. A maintenance-mode failure (entering, or leaving after
+    the updates) is one more ``*`` row beside the component rows.
+    """
+    rows: list[ComponentResult] = []
+    stopped: str | None = None
+    try:
+        # No work, no window (a crashed run's maintenance mode is still finished).
+        async with maintenance_window(server, opts, needed=bool(plan)) as window:
+            try:
+                if isinstance(source, DellCatalog):
+                    if plan:  # the iDRAC applies the catalog: one step for all components
+                        rows.extend(await apply_catalog(server, source, plan, opts))
+                else:
+                    for package, before in plan:
+                        rows.append(await update_component(server, package, opts, before=before))
+            except ComponentFailed as exc:
+                rows.extend(exc.rows)
+                stopped = f"not attempted: {exc.row.component} failed"
+                raise  # the window undoes maintenance mode (or keeps a dead host in it)
+            if window and not window.entered and window.note:  # someone else's maintenance
+                note = window.note
+                rows = [r.model_copy(update={"message": f"{r.message}; {note}"}) for r in rows]
+    except ComponentFailed:
+        pass  # its rows are in
+    except RackflowError as exc:
+        # Entering failed (nothing was attempted), or leaving failed after the updates.
+        return _with_unattempted(
+            server, plan, rows, stopped or "not attempted: maintenance mode failed"
+        ) + [row(server, "*", Outcome.FAILED, f"maintenance mode: {exc}")]
+    return _with_unattempted(server, plan, rows, stopped or "not attempted")
+
+
+def _with_unattempted(
+    server: ServerRecord, plan: list[Any], rows: list[ComponentResult], reason: str
+) -> list[ComponentResult]:
+    """``rows`` plus a skipped row for each planned component that has none."""
+    done = {r.component for r in rows}
+    for item in plan:
+        component, before, target = _planned(item)
+        if component not in done:
+            rows.append(
+                row(server, component, Outcome.SKIPPED, reason).model_copy(
+                    update={"before": before, "target": target}
+                )
+            )
+    return rows
+
+
+def _planned(item: Any) -> tuple[str, str | None, str | None]:
+    """Component, installed and target version of a plan entry."""
+    if isinstance(item, RepoUpdate):  # a catalog applied by the iDRAC
+        return str(item.kind), item.installed_version, item.package_version
+    package, before = item
+    return str(package.component), before, package.version
 
 
 async def refresh_inventory(server: ServerRecord, opts: RolloutOptions) -> None:
@@ -230,11 +296,26 @@ async def _refresh_updated(
         await refresh_inventory(server, opts)
 
 
+def table_rows(rows: list[ComponentResult]) -> list[dict[str, str]]:
+    """The result table: server, component, before, after, target, result, duration, message."""
+    return [
+        {
+            "server": r.server,
+            "component": r.component,
+            "before": r.before or "",
+            "after": r.after or "",
+            "target": r.target or "",
+            "result": r.result.value,
+            "duration": f"{r.duration_s:.1f} s",
+            "message": r.message,
+        }
+        for r in rows
+    ]
+
+
 async def report(summary: RolloutSummary, title: str, key: str) -> None:
     """Table and markdown artifacts of a rollout."""
-    await acreate_table_artifact(
-        [r.model_dump(mode="json") for r in summary.rows], key=key, description=title
-    )
+    await acreate_table_artifact(table_rows(summary.rows), key=key, description=title)
     counts = ", ".join(f"{o.value} {summary.count(o)}" for o in Outcome if summary.count(o))
     await acreate_markdown_artifact(
         f"# {title}\n\n{counts} in {summary.duration_s:.0f} s.\n", key=f"{key}-summary"
@@ -254,6 +335,7 @@ async def rolling_firmware_update(
     source: FirmwareSource,
     targets: list[str] = [],  # noqa: B006 - Prefect shows defaults in the UI
     model: str | None = None,
+    query: TargetQuery | None = None,
     components: list[ComponentKind] = [ComponentKind.BIOS],  # noqa: B006
     apply_time: ApplyTime = ApplyTime.ON_RESET,
     max_parallel: int = 1,
@@ -261,6 +343,7 @@ async def rolling_firmware_update(
     max_unavailable_per_cluster: int = 1,
     dry_run: bool = False,
     deadlines: StepDeadlines = StepDeadlines(),  # noqa: B008
+    maintenance: MaintenanceOptions = MaintenanceOptions(),  # noqa: B008
     credentials_block: str = "redfish",
     vcenter_block: str | None = None,
     inventory_block: str | None = None,
@@ -271,19 +354,25 @@ async def rolling_firmware_update(
     Args:
         source: Where firmware comes from: ``{"kind": "repository", "base_url": ...}``,
             ``{"kind": "catalog", "catalog_url": ...}`` or
-            ``{"kind": "url", "url": ..., "component": ...}``. A catalog is applied by
-            the iDRAC (InstallFromRepository), which updates every component the
-            catalog has newer firmware for: a server where that includes components
-            not in ``components`` is refused (skipped, nothing touched).
-        targets: Service tags; empty: every online server (of ``model``, when given).
-        model: With no targets: only servers of this model.
-        components: Components to update, in this order.
+            ``{"kind": "url", "url": ..., "component": ..., "models": [...]}``. A
+            catalog is applied by the iDRAC (InstallFromRepository), which updates
+            every component the catalog has newer firmware for: a server where that
+            includes components not in ``components`` is refused (skipped, nothing
+            touched). A package not for the model the BMC reports is refused too.
+        targets: Service tags; empty: the servers ``query`` selects.
+        model: With no targets and no query: only online servers of this model.
+        query: With no targets: the inventory servers to update (models, status,
+            vSphere clusters, name globs, attributes); none selected is an error.
+        components: Components to update, in this order; each once, among idrac,
+            bios, cpld, raid, nic and backplane.
         apply_time: OnReset (rackflow reboots) or Immediate (the iDRAC reboots).
         max_parallel: Servers updated at once.
         max_failures: Halt the rollout (start no more servers) after this many failed servers.
         max_unavailable_per_cluster: Hosts of one vSphere cluster in maintenance at once.
         dry_run: Report what would change; touch nothing.
         deadlines: Per-step deadlines.
+        maintenance: vCenter evacuation when entering maintenance mode (powered-off VMs,
+            vSAN data mode); default: vCenter's own.
         credentials_block: ``RedfishCredentials`` block name.
         vcenter_block: ``VCenterCredentials`` block name (None: no maintenance mode).
         inventory_block: ``InventoryStore`` block name (None: the default store).
@@ -298,14 +387,14 @@ async def rolling_firmware_update(
         max_failures=max_failures,
         max_unavailable_per_cluster=max_unavailable_per_cluster,
     )
-    if not components:
-        raise PreconditionError(subject="components", reason="no component given")
+    components = parse_components(components)
     if isinstance(source, DirectUrl) and components != [source.component]:
         raise PreconditionError(
             subject="components",
-            reason=f"a direct URL updates only {source.component}, not {components}",
+            reason=f"a direct URL updates only {source.component}, "
+            f"not {', '.join(str(k) for k in components)}",
         )
-    servers = await load_target_servers(targets, model, inventory_block)
+    servers = await load_target_servers(targets, model, inventory_block, query)
     get_run_logger().info("rolling update of %s on %d server(s)", components, len(servers))
     async with rollout_options(
         servers,
@@ -317,6 +406,7 @@ async def rolling_firmware_update(
         deadlines=deadlines,
         max_unavailable_per_cluster=max_unavailable_per_cluster,
         dry_run=dry_run,
+        maintenance=maintenance,
     ) as opts:
         rows = await rolling(
             servers,
@@ -327,4 +417,4 @@ async def rolling_firmware_update(
         )
     summary = RolloutSummary(rows=rows, duration_s=round(time.monotonic() - started, 1))
     await report(summary, "Rolling firmware update", "rolling-firmware-update")
-    return final_state(summary, "rolling firmware update")
+    return name_hosts_left(final_state(summary, "rolling firmware update"), summary.rows)

@@ -1,9 +1,10 @@
 """Full server update: iDRAC, BIOS, CPLD, RAID, NIC, Backplane, in that order.
 
 Per server one flow run (``update-server``), holding the machine lease and one
-vCenter maintenance window, with one sub-flow run per component
-(``update-component``), each with its own deadline. An iDRAC or BIOS failure
-stops the server; other failures are recorded and the rest continue.
+vCenter maintenance window (opened only when a component needs work), with one
+sub-flow run per component (``update-component``), each with its own deadline.
+An iDRAC or BIOS failure stops the server, and so does any failure after which
+the server does not come back; other failures are recorded and the rest continue.
 """
 
 from __future__ import annotations
@@ -15,10 +16,11 @@ from prefect import flow, get_run_logger
 from prefect.states import Completed, Failed, State
 from pydantic import BaseModel, Field
 
-from clients.errors import PreconditionError
+from clients.errors import PreconditionError, RackflowError
 from clients.firmware.sources import UPDATE_ORDER, ApplyTime
 from clients.inventory import ServerRecord
 from clients.redfish.models import ComponentKind
+from clients.vsphere import MaintenanceOptions
 from flows.firmware_update import (
     FirmwareSource,
     RolloutSummary,
@@ -29,7 +31,13 @@ from flows.firmware_update import (
     report,
     row,
 )
-from flows.maintenance_window import maintenance_window
+from flows.maintenance_window import (
+    HostNotBackError,
+    MaintenanceWindow,
+    host_is_back,
+    maintenance_window,
+    name_hosts_left,
+)
 from flows.rollout import (
     ComponentFailed,
     ComponentResult,
@@ -41,6 +49,7 @@ from flows.rollout import (
     rollout_options,
     update_component,
 )
+from tasks.firmware import Readiness, installed_of, summarize_versions
 from tasks.inventory import load_target_servers
 from tasks.lease import MachineBusyError, machine_lease, tag_current_run
 
@@ -95,41 +104,93 @@ class ComponentFailedInRun(ComponentFailed):
 
 
 class _ServerFailed(Exception):
-    def __init__(self, result: ServerUpdateResult) -> None:
+    """Some component failed: raised through the maintenance window, which then leaves
+    maintenance mode only if the server is back (``host_back`` False: known not back)."""
+
+    def __init__(self, result: ServerUpdateResult, *, host_back: bool | None) -> None:
         self.result = result
-        super().__init__(f"{result.server}: failed {result.failed}")
+        self.host_back = host_back
+        super().__init__(f"{result.server}: failed {', '.join(result.failed)}")
+
+
+async def _needs_work(
+    server: ServerRecord, source: FirmwareSource, ready: Readiness, opts: RolloutOptions
+) -> list[str]:
+    """Components whose installed version differs from the package's (read before any window).
+
+    A package that cannot be resolved right now counts as work: the component's
+    sub-flow reports it.
+    """
+    kinds: list[str] = []
+    for kind in UPDATE_ORDER:
+        found = installed_of(ready.firmware, kind)
+        before = summarize_versions(found)
+        if before is None:
+            continue
+        ids = sorted({c.component_id for c in found if c.component_id})
+        try:
+            package = await opts.package(
+                source, server.model, kind, ids[0] if len(ids) == 1 else None
+            )
+        except PreconditionError:
+            continue  # no package for it: the sub-flow skips it
+        except RackflowError:
+            kinds.append(str(kind))
+            continue
+        if not package.version or before != package.version:
+            kinds.append(str(kind))
+    return kinds
 
 
 async def _components(
-    server: ServerRecord, source: FirmwareSource, deadline_s: float
-) -> ServerUpdateResult:
+    server: ServerRecord, source: FirmwareSource, deadline_s: float, opts: RolloutOptions
+) -> tuple[ServerUpdateResult, bool | None]:
+    """Every component in order; the result, and whether the server is back (None: not asked)."""
     result = ServerUpdateResult(server=server.identity)
     stop: str | None = None
+    back: bool | None = None
     for kind in UPDATE_ORDER:
         if stop:
             result.skipped.append(str(kind))
             result.rows.append(row(server, str(kind), Outcome.SKIPPED, stop))
             continue
-        run = update_one_component.with_options(timeout_seconds=deadline_s)
-        state = await run(server, kind, source, return_state=True)
-        if state.is_completed():
-            r: ComponentResult = await state.result()
-        else:
-            err = await state.result(raise_on_failure=False)
-            r = (
-                err.row
-                if isinstance(err, ComponentFailed)
-                else row(server, str(kind), Outcome.FAILED, f"{state.name}: {state.message or err}")
-            )
+        r = await _one_component(server, kind, source, deadline_s)
         result.rows.append(r)
         if r.result in (Outcome.UPDATED, Outcome.FAILED):
             result.attempted.append(str(kind))
         {Outcome.UPDATED: result.completed, Outcome.FAILED: result.failed}.get(
             r.result, result.skipped
         ).append(str(kind))
-        if r.result is Outcome.FAILED and kind in CRITICAL:
+        if r.result is not Outcome.FAILED:
+            continue
+        if kind in CRITICAL:
             stop = f"stopped: {kind} failed ({r.message})"
-    return result
+        elif not (back := await host_is_back(server, opts)):
+            # Nothing more can be flashed on a server that is down.
+            stop = f"stopped: the server did not come back after {kind} failed"
+    return result, back
+
+
+async def _one_component(
+    server: ServerRecord, kind: ComponentKind, source: FirmwareSource, deadline_s: float
+) -> ComponentResult:
+    """Run one component's sub-flow with its deadline; its row, whatever its end."""
+    run = update_one_component.with_options(timeout_seconds=deadline_s)
+    state = await run(server, kind, source, return_state=True)
+    if state.is_completed():
+        done: ComponentResult = await state.result()
+        return done
+    err = await state.result(raise_on_failure=False)
+    if isinstance(err, ComponentFailed):
+        return err.row
+    return row(server, str(kind), Outcome.FAILED, f"{state.name}: {state.message or err}")
+
+
+def _kept_by_someone_else(res: ServerUpdateResult, window: MaintenanceWindow) -> None:
+    """Say in the server's rows that its host stays in someone else's maintenance mode."""
+    if window.opened and not window.entered and window.note:
+        for r in res.rows:
+            r.message = f"{r.message}; {window.note}" if r.message else window.note
 
 
 @flow(name="update-server", flow_run_name="{server.identity}", persist_result=True)
@@ -140,20 +201,15 @@ async def update_server_components(
     opts = _OPTIONS.get()
     try:
         async with machine_lease(server.identity, wait_s=lease_wait_s, ensure_limit=False):
-            skip = await prepare_server(server, opts)
-            if isinstance(skip, str):
+            ready = await prepare_server(server, opts, read_firmware=True)
+            if isinstance(ready, str):
                 res = ServerUpdateResult(
-                    server=server.identity, rows=[row(server, "*", Outcome.SKIPPED, skip)]
+                    server=server.identity, rows=[row(server, "*", Outcome.SKIPPED, ready)]
                 )
-                return Failed(data=res, message=skip)
-            pending_mm = "pending:maintenance" in (server.attributes or {})
-            try:
-                async with maintenance_window(server, opts, needed=not opts.dry_run or pending_mm):
-                    res = await _components(server, source, component_deadline_s)
-                    if res.failed:  # through the window's undo: leave MM only if the host is back
-                        raise _ServerFailed(res)
-            except _ServerFailed as failed:
-                res = failed.result
+                return Failed(data=res, message=ready)
+            # Packages are chosen for the model the BMC reports (the inventory may lag).
+            server = server.model_copy(update={"model": ready.model or server.model})
+            res, not_back = await _update_in_window(server, source, component_deadline_s, ready)
             if res.completed:
                 await refresh_inventory(server, opts)
     except MachineBusyError as exc:
@@ -161,6 +217,38 @@ async def update_server_components(
             server=server.identity, rows=[row(server, "*", Outcome.SKIPPED, str(exc))]
         )
         return Failed(data=res, message=str(exc))
+    return _server_state(res, not_back)
+
+
+async def _update_in_window(
+    server: ServerRecord, source: FirmwareSource, deadline_s: float, ready: Readiness
+) -> tuple[ServerUpdateResult, HostNotBackError | None]:
+    """The components, in a maintenance window when one of them needs work."""
+    opts = _OPTIONS.get()
+    work = await _needs_work(server, source, ready, opts)
+    if not work:
+        get_run_logger().info("%s: every component is current or absent", server.identity)
+    try:
+        # No work, no window (a crashed run's maintenance mode is still finished).
+        async with maintenance_window(server, opts, needed=bool(work)) as window:
+            res, back = await _components(server, source, deadline_s, opts)
+            _kept_by_someone_else(res, window)
+            if res.failed:  # through the window's undo: leave MM only if the host is back
+                raise _ServerFailed(res, host_back=back)
+    except HostNotBackError as exc:
+        cause = exc.__cause__
+        assert isinstance(cause, _ServerFailed)
+        rows = [*cause.result.rows, row(server, "*", Outcome.FAILED, f"maintenance mode: {exc}")]
+        return cause.result.model_copy(update={"rows": rows}), exc
+    except _ServerFailed as failed:
+        return failed.result, None
+    return res, None
+
+
+def _server_state(res: ServerUpdateResult, not_back: HostNotBackError | None) -> State:
+    """Failed: a critical component failed or the server is down; CompletedWithErrors: others."""
+    if not_back is not None:
+        return Failed(data=res, message=str(not_back))
     critical = [k for k in res.failed if ComponentKind(k) in CRITICAL]
     if critical:
         return Failed(data=res, message=f"critical component failed: {', '.join(critical)}")
@@ -183,6 +271,7 @@ async def full_server_update(
     max_unavailable_per_cluster: int = 1,
     dry_run: bool = False,
     deadlines: StepDeadlines = StepDeadlines(),  # noqa: B008
+    maintenance: MaintenanceOptions = MaintenanceOptions(),  # noqa: B008
     credentials_block: str = "redfish",
     vcenter_block: str | None = None,
     inventory_block: str | None = None,
@@ -202,6 +291,8 @@ async def full_server_update(
         max_unavailable_per_cluster: Hosts of one vSphere cluster in maintenance at once.
         dry_run: Report what would change; touch nothing.
         deadlines: Per-step deadlines inside a component.
+        maintenance: vCenter evacuation when entering maintenance mode (powered-off VMs,
+            vSAN data mode); default: vCenter's own.
         credentials_block: ``RedfishCredentials`` block name.
         vcenter_block: ``VCenterCredentials`` block name (None: no maintenance mode).
         inventory_block: ``InventoryStore`` block name.
@@ -244,9 +335,10 @@ async def full_server_update(
         deadlines=deadlines,
         max_unavailable_per_cluster=max_unavailable_per_cluster,
         dry_run=dry_run,
+        maintenance=maintenance,
     ) as opts:
         _OPTIONS.set(opts)
         rows = await rolling(servers, one, max_parallel=max_parallel, max_failures=max_failures)
     summary = RolloutSummary(rows=rows, duration_s=round(time.monotonic() - started, 1))
     await report(summary, "Full server update", "full-server-update")
-    return final_state(summary, "full server update")
+    return name_hosts_left(final_state(summary, "full server update"), summary.rows)

@@ -1,214 +1,66 @@
-"""What the firmware procedures share: parameters, the run's options, the rolling
-scheduler and the steps that update one component of one server.
+"""What the firmware procedures share: the rolling scheduler and the steps that
+update one component of one server (the run's options and result rows are in
+:mod:`flows.rollout_run`, imported from here).
 
 No protocol code here: every step is a task from ``tasks/``. Sync tasks
 (vCenter via pyVmomi) run in the run's own bounded thread pool so the
 rollout's other servers keep moving; bookkeeping in the inventory (the
 pending-change notes a crashed run is recovered from) goes through the run's
-:class:`~tasks.inventory.RunInventory`, written before the step it protects.
+:class:`~tasks.inventory.RunInventory`, written before the step it protects;
+the firmware jobs a run started are noted by id (:class:`~tasks.firmware_jobs.JobNotes`).
 The vCenter maintenance window is in :mod:`flows.maintenance_window`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextvars
-import functools
-import statistics
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
-from enum import StrEnum
-from typing import Any, TypeVar
+from collections.abc import Awaitable, Callable, Sequence
+from uuid import UUID
 
+import anyio
 from prefect import get_run_logger
-from prefect.runtime import flow_run
-from pydantic import BaseModel, Field
 
-from clients.errors import PreconditionError, RackflowError
+from clients.errors import RackflowError, ServerError, TransportError
 from clients.firmware.repository import Package
 from clients.firmware.sources import ApplyTime
 from clients.inventory import ServerRecord
-from clients.redfish.jobs import DONE_STATES
 from clients.redfish.models import ComponentKind
-from tasks.firmware import (
-    StartedUpdate,
-    load_credentials,
-    progress_key,
-    read_component_versions,
-    resolve_firmware_package,
-    start_firmware_update,
-    summarize_versions,
+from flows.rollout_run import (
+    ComponentFailed,
+    ComponentResult,
+    Outcome,
+    RolloutOptions,
+    StepDeadlines,
+    rollout_options,
+    run_id,
+    run_options,
 )
-from tasks.firmware_finish import AppliedUpdate, complete_firmware_update, reboot_server
-from tasks.inventory import RunInventory
-from tasks.lease import LeaseReleases, prepare_machine_leases
+from tasks.firmware import progress_key, read_component_versions, summarize_versions
+from tasks.firmware_finish import (
+    AppliedUpdate,
+    StagedUpdate,
+    complete_firmware_update,
+    reboot_when_staged,
+)
+from tasks.firmware_jobs import StartedUpdate, start_firmware_update
+from tasks.firmware_notes import JobNotes
 
-T = TypeVar("T")
+__all__ = [
+    "ComponentFailed",
+    "ComponentResult",
+    "Outcome",
+    "RolloutOptions",
+    "StepDeadlines",
+    "current_version",
+    "rolling",
+    "rollout_options",
+    "run_id",
+    "update_component",
+]
 
-
-class StepDeadlines(BaseModel):
-    """Deadline of each step, in seconds (defaults sized for real servers)."""
-
-    maintenance_enter_s: float = Field(1800, gt=0, description="Enter maintenance mode")
-    maintenance_exit_s: float = Field(900, gt=0, description="Exit maintenance mode, reconnect")
-    job_staged_s: float = Field(1800, gt=0, description="Download until Scheduled (OnReset)")
-    job_done_s: float = Field(3600, gt=0, description="Job until Completed")
-    graceful_reboot_s: float = Field(300, gt=0, description="GracefulRestart before forcing")
-    host_back_s: float = Field(1800, gt=0, description="Host powered on and LC ready again")
-    poll_interval_s: float = Field(5.0, gt=0, description="Pause between status reads")
-
-
-class Outcome(StrEnum):
-    """What happened to one component of one server."""
-
-    UPDATED = "updated"
-    CURRENT = "current"
-    WOULD_UPDATE = "would-update"
-    SKIPPED = "skipped"
-    FAILED = "failed"
-
-
-class ComponentResult(BaseModel):
-    """One row of the result table."""
-
-    server: str
-    component: str
-    before: str | None = None
-    after: str | None = None
-    target: str | None = None
-    result: Outcome
-    duration_s: float = 0.0
-    message: str = ""
-
-
-@dataclass
-class RolloutOptions:
-    """Settings every server of one run shares, and the run's shared helpers.
-
-    ``inventory`` is the run's handle for its notes; ``threads`` runs the sync
-    tasks (vCenter) of the servers in flight; ``releases`` gives machine leases
-    back in the background; ``packages`` and ``took`` are what the run learned
-    (packages per model, how long steps take). Built by :func:`rollout_options`.
-    """
-
-    credentials_block: str
-    vcenter_block: str | None
-    inventory_block: str | None
-    apply_time: ApplyTime
-    deadlines: StepDeadlines
-    max_unavailable_per_cluster: int
-    dry_run: bool
-    inventory: RunInventory
-    threads: ThreadPoolExecutor
-    releases: LeaseReleases
-    cluster_gates: dict[str, asyncio.Semaphore] = field(default_factory=dict)
-    packages: dict[tuple[Any, ...], asyncio.Future[Package]] = field(default_factory=dict)
-    took: dict[tuple[Any, ...], list[float]] = field(default_factory=dict)
-
-    def gate(self, cluster: str | None) -> asyncio.Semaphore:
-        """Never more than ``max_unavailable_per_cluster`` hosts of a cluster in maintenance."""
-        key = cluster or "-standalone-"
-        if key not in self.cluster_gates:
-            size = self.max_unavailable_per_cluster if cluster else 1_000_000
-            self.cluster_gates[key] = asyncio.Semaphore(size)
-        return self.cluster_gates[key]
-
-    def expected(self, *step: Any) -> float | None:
-        """How long a step took so far on servers like this one (None: not seen yet).
-
-        The fastest time seen (reads found it done soonest after the fact), but
-        never under half the median: one odd fast run (a job found already
-        staged) must not make every later wait read early and often.
-
-        Args:
-            *step: What identifies the step: model, component, step name.
-        """
-        seen = self.took.get(step)
-        if not seen:
-            return None
-        return max(min(seen), statistics.median(seen) / 2)
-
-    def learn(self, took_s: float, *step: Any) -> None:
-        """Remember how long a step took (the last 50 times per step)."""
-        seen = self.took.setdefault(step, [])
-        seen.append(took_s)
-        del seen[:-50]
-
-    async def in_thread(self, fn: Callable[..., T], *args: Any) -> T:
-        """Call a sync task in the run's thread pool (with the caller's Prefect context)."""
-        call = functools.partial(contextvars.copy_context().run, fn, *args)
-        return await asyncio.get_running_loop().run_in_executor(self.threads, call)
-
-    async def package(
-        self, source: Any, model: str | None, kind: ComponentKind, component_id: str | None
-    ) -> Package:
-        """The package for a model's component, resolved once per run (every server shares it).
-
-        Raises:
-            PreconditionError: No package applies (remembered too).
-        """
-        key = (source.model_dump_json(), model, kind, component_id)
-        future = self.packages.get(key)
-        if future is None:
-            future = self.packages[key] = asyncio.ensure_future(
-                resolve_firmware_package(source, model, kind, component_id)
-            )
-        try:
-            return await asyncio.shield(future)
-        except PreconditionError:
-            raise
-        except BaseException:
-            if self.packages.get(key) is future:  # a transient failure: the next server asks again
-                del self.packages[key]
-            raise
-
-
-@asynccontextmanager
-async def rollout_options(
-    servers: Sequence[ServerRecord], *, max_parallel: int, **settings: Any
-) -> AsyncIterator[RolloutOptions]:
-    """Prepare a run over ``servers``; its settings and shared helpers, closed at its end.
-
-    The credentials block is loaded (once for the run's tasks), the run is
-    filed under every machine (its job history) and their lease limits are
-    made (the first ``max_parallel`` now, the rest meanwhile); at the end the
-    leases are given back and the inventory closed.
-
-    Args:
-        servers: The servers, in rollout order.
-        max_parallel: Servers at once (sizes the thread pool).
-        **settings: The other fields of :class:`RolloutOptions`.
-
-    Yields:
-        The options.
-    """
-    # Bounded: a thread per server in flight (a maintenance-mode entry holds one for
-    # minutes), at most 64; the default executor has only cpu + 4.
-    threads = ThreadPoolExecutor(
-        max_workers=min(max_parallel, 64) + 2, thread_name_prefix="rackflow-sync"
-    )
-    try:
-        async with LeaseReleases() as releases:
-            machines = [s.identity for s in servers]
-            # The credentials once, ready for the first servers' tasks (a bad name fails here).
-            await asyncio.gather(
-                load_credentials(settings["credentials_block"]),
-                prepare_machine_leases(machines, first=max_parallel, background=releases),
-            )
-            async with await RunInventory.open(settings["inventory_block"]) as inventory:
-                yield RolloutOptions(
-                    **settings, inventory=inventory, threads=threads, releases=releases
-                )
-    finally:
-        threads.shutdown(wait=False)
-
-
-def run_id() -> str:
-    """This flow run's id (for records of pending changes)."""
-    return str(flow_run.id) if flow_run.id else "local"
+# How long a cut-off update may take to delete its job (see update_component).
+_CLEANUP_S = 120.0
 
 
 async def rolling(
@@ -224,7 +76,9 @@ async def rolling(
     Servers not started when ``max_failures`` servers have failed are reported
     skipped; servers in flight finish. ``after`` (bookkeeping that only reads
     the server, such as refreshing its inventory record) runs once the
-    server's slot is given to the next server.
+    server's slot is given to the next server; before it, an earlier run's
+    firmware-job note is cleared when this run found its components current
+    (inside :func:`rollout_options` only).
     """
     gate = asyncio.Semaphore(max_parallel)
     failed: list[str] = []
@@ -244,6 +98,7 @@ async def rolling(
             rows = await _guarded(server, work)
             if any(r.result is Outcome.FAILED for r in rows):
                 failed.append(server.identity)
+        await _settle_earlier_note(server, rows)
         if after is not None:
             try:
                 await after(server, rows)
@@ -253,6 +108,18 @@ async def rolling(
 
     per_server = await asyncio.gather(*(one(s) for s in servers))
     return [row for rows in per_server for row in rows]
+
+
+async def _settle_earlier_note(server: ServerRecord, rows: list[ComponentResult]) -> None:
+    """Clear an earlier run's job note when this run found its components current."""
+    opts = run_options()
+    if opts is None or opts.dry_run or not JobNotes.earlier(server):
+        return
+    current = {r.component for r in rows if r.result is Outcome.CURRENT}
+    try:
+        await opts.jobs.settle_current(server, current)
+    except RackflowError as exc:
+        get_run_logger().warning("%s: firmware-job note not cleared: %s", server.identity, exc)
 
 
 async def _guarded(
@@ -281,39 +148,69 @@ async def update_component(
     forced), follow it to Completed. Immediate: the iDRAC reboots the host
     itself when the component needs it. Either way: wait for the host and the
     BMC, then re-read the inventory. The job is noted in the inventory
-    (intention before the request, job id after, cleared once verified).
+    (intention before the request, job id before it is followed, cleared at
+    the end). On a failure, or when cut off (a sub-flow deadline), the job
+    is deleted if it never ran, still inside the maintenance window.
+
+    Raises:
+        ComponentFailed: The update failed (the row says why, and what became of the job).
     """
     started = time.monotonic()
+    kind = str(package.component)
     row = ComponentResult(
         server=server.identity,
-        component=str(package.component),
+        component=kind,
         before=before,
         target=package.version,
         result=Outcome.FAILED,
     )
-    note = {"run": run_id(), "job": None, "component": str(package.component)}
+    held = opts.jobs.held.get(server.identity)
+    if held:  # an earlier component's job may still be pending: start nothing beside it
+        row.message = f"not started: {held}"
+        raise ComponentFailed(row)
+    job_id: str | None = None
+    requested = False  # whether the update request may have been sent
     try:
-        # The intention first: a crash between the request and the note would
-        # otherwise leave a job the next run takes for someone else's.
-        await opts.inventory.note(server.identity, "firmware-job", note)
+        note = JobNotes.intention(run_id(), component=kind)
+        await opts.jobs.note(server.identity, note)
+        requested = True
         begun = await _start(server, package, opts)
-        job = begun.job
-        await opts.inventory.note(server.identity, "firmware-job", {**note, "job": job.id})
-        rebooted = opts.apply_time is ApplyTime.ON_RESET and job.state not in DONE_STATES
-        if rebooted:
-            row.message = f"reboot: {await _reboot(server, job.id, opts)}; "
-        applied = await _complete(server, package, opts, begun, before, rebooted=rebooted)
-        opts.learn(begun.took_s, *_step(server, package, opts), "start")
-        opts.learn(applied.took_s, *_step(server, package, opts), "complete", rebooted)
+        job_id = begun.job_id
+        await opts.jobs.note(server.identity, {**note, "job": job_id})
+        row.message = f"{begun.adopted}; " if begun.adopted else ""
+        staged = await _stage(server, package, opts, job_id)
+        if staged is not None and staged.reboot:
+            row.message += f"reboot: {staged.reboot}; "
+        applied = await _complete(server, package, opts, job_id, staged, before)
+        opts.learn(applied.took_s, *_step(server, package, opts), "complete", _rebooted(staged))
         row.after, row.result = applied.version, Outcome.UPDATED
-        row.message += f"{job.id} {applied.job.state}"
-        await opts.inventory.note(server.identity, "firmware-job", None)
+        row.message += f"{job_id} {applied.job.state}"
+        await opts.jobs.note(server.identity, None)
     except RackflowError as exc:
-        row.message += str(exc)
+        # Without a job id, a lost answer (not a refusal) may still have made a job.
+        maybe = requested and isinstance(exc, TransportError | ServerError)
+        done = await _settle(server, opts, job_id, maybe_started=maybe)
+        row.message += str(exc) + (f"; {done}" if done else "")
         raise ComponentFailed(row) from exc
+    except BaseException:  # cut off: the component's deadline, or the run cancelled
+        # Awaits in a cancelled scope fail at once: settle the job shielded, bounded.
+        done = "the job was not settled in time"
+        with anyio.CancelScope(shield=True, deadline=anyio.current_time() + _CLEANUP_S):
+            done = await _settle(server, opts, job_id, maybe_started=requested)
+        get_run_logger().error("%s %s: cut off; %s", server.identity, kind, done or "no job")
+        raise
     finally:
         row.duration_s = round(time.monotonic() - started, 1)
     return row
+
+
+async def _settle(
+    server: ServerRecord, opts: RolloutOptions, job_id: str | None, *, maybe_started: bool
+) -> str:
+    """After a failure: delete the job if it never ran, settle the note (see JobNotes)."""
+    return await opts.jobs.after_failure(
+        server, [job_id] if job_id else [], maybe_started=maybe_started
+    )
 
 
 def _step(server: ServerRecord, package: Package, opts: RolloutOptions) -> tuple[str, ...]:
@@ -321,75 +218,77 @@ def _step(server: ServerRecord, package: Package, opts: RolloutOptions) -> tuple
     return (server.model or "-", str(package.component), str(opts.apply_time))
 
 
+def _rebooted(staged: StagedUpdate | None) -> bool:
+    return staged is not None and staged.reboot is not None
+
+
 async def _start(server: ServerRecord, package: Package, opts: RolloutOptions) -> StartedUpdate:
+    """SimpleUpdate, or the job an earlier run recorded (or was cut off starting) for it."""
     assert server.bmc_address is not None and server.bmc_port is not None
-    d = opts.deadlines
+    earlier = JobNotes.earlier(server)
+    mine = earlier.get("component") == str(package.component)
     return await start_firmware_update(
         server.bmc_address,
         server.bmc_port,
         opts.credentials_block,
         package,
         opts.apply_time,
-        staged_s=d.job_staged_s if opts.apply_time is ApplyTime.ON_RESET else None,
+        recorded=[j for j in [earlier.get("job"), *earlier.get("jobs", [])] if j],
+        follow=earlier.get("job") if mine else None,
+        interrupted=mine and not earlier.get("job"),
+    )
+
+
+async def _stage(
+    server: ServerRecord, package: Package, opts: RolloutOptions, job_id: str
+) -> StagedUpdate | None:
+    """OnReset: the job to Scheduled/Downloaded, then the reboot (None for Immediate)."""
+    if opts.apply_time is not ApplyTime.ON_RESET:
+        return None
+    assert server.bmc_address is not None and server.bmc_port is not None
+    d = opts.deadlines
+    staged = await reboot_when_staged(
+        server.bmc_address,
+        server.bmc_port,
+        opts.credentials_block,
+        job_id,
+        staged_s=d.job_staged_s,
+        graceful_timeout_s=d.graceful_reboot_s,
         interval_s=d.poll_interval_s,
         expect_s=opts.expected(*_step(server, package, opts), "start"),
         progress=progress_key("firmware", server.identity, str(package.component)),
     )
-
-
-async def _reboot(server: ServerRecord, job_id: str, opts: RolloutOptions) -> str:
-    assert server.bmc_address is not None and server.bmc_port is not None
-    return await reboot_server(
-        server.bmc_address,
-        server.bmc_port,
-        opts.credentials_block,
-        graceful_timeout_s=opts.deadlines.graceful_reboot_s,
-        interval_s=opts.deadlines.poll_interval_s,
-        job_id=job_id,
-    )
+    opts.learn(staged.staged_s, *_step(server, package, opts), "start")
+    return staged
 
 
 async def _complete(
     server: ServerRecord,
     package: Package,
     opts: RolloutOptions,
-    begun: StartedUpdate,
+    job_id: str,
+    staged: StagedUpdate | None,
     before: str | None,
-    *,
-    rebooted: bool,
 ) -> AppliedUpdate:
     assert server.bmc_address is not None and server.bmc_port is not None
     d = opts.deadlines
+    rebooted = _rebooted(staged)
+    artifact: UUID | None = staged.progress_artifact if staged is not None else None
     return await complete_firmware_update(
         server.bmc_address,
         server.bmc_port,
         opts.credentials_block,
         package,
         before,
-        begun.job.id,
+        job_id,
         rebooted=rebooted,
         host_back_s=d.host_back_s,
         job_done_s=d.job_done_s,
         interval_s=d.poll_interval_s,
         expect_s=opts.expected(*_step(server, package, opts), "complete", rebooted),
         progress=progress_key("firmware", server.identity, str(package.component)),
-        progress_artifact=begun.progress_artifact,
+        progress_artifact=artifact,
     )
-
-
-class ComponentFailed(Exception):
-    """A component update failed; carries its result row.
-
-    Args:
-        row: The failed component's row.
-        rows: Every row of the step when it covered several components (a
-            catalog applied by the iDRAC); default ``[row]``.
-    """
-
-    def __init__(self, row: ComponentResult, *, rows: list[ComponentResult] | None = None) -> None:
-        self.row = row
-        self.rows = rows if rows is not None else [row]
-        super().__init__(f"{row.server} {row.component}: {row.message}")
 
 
 async def current_version(

@@ -3,7 +3,9 @@
 Every task takes the BMC's address and the credentials block NAME and opens
 its own session (logged out in a ``finally``): clients are not task inputs
 (PREFECT.md). Actions are written check-then-act, so a retry or a re-run
-after a crash never starts a second job or a second reboot.
+after a crash never starts a second job or a second reboot. Starting a job
+and deleting one are in :mod:`tasks.firmware_jobs`; what follows a started
+job in :mod:`tasks.firmware_finish`.
 """
 
 from __future__ import annotations
@@ -26,12 +28,11 @@ from pydantic import BaseModel, Field
 from blocks.redfish import RedfishCredentials
 from clients.errors import PreconditionError
 from clients.firmware.repository import Package, PackageResolver
-from clients.firmware.sources import ApplyTime, DellCatalog, DirectUrl, HttpRepository
+from clients.firmware.sources import DellCatalog, DirectUrl, HttpRepository
 from clients.redfish import RedfishClient
-from clients.redfish.jobs import STAGED_STATES, DellJob
+from clients.redfish.jobs import DellJob, interrupted_starts
 from clients.redfish.models import ComponentKind, FirmwareComponent
 from clients.redfish.update import DellUpdates
-from clients.redfish.update_wait import ExpectedPace
 from tasks.retry import retry_on_transient
 
 Source = HttpRepository | DellCatalog | DirectUrl
@@ -219,6 +220,30 @@ async def resolve_firmware_package(
         )
 
 
+def not_ours(address: str, jobs: list[DellJob], *, candidates: int = 0) -> PreconditionError:
+    """The refusal to start beside pending jobs rackflow did not record.
+
+    Args:
+        address: The BMC.
+        jobs: The pending jobs.
+        candidates: How many of them could have been rackflow's (more than one: ambiguous).
+
+    Returns:
+        The error to raise.
+    """
+    named = "; ".join(j.describe() for j in jobs)
+    why = (
+        f"{candidates} pending jobs could be rackflow's interrupted start; not guessing which: "
+        if candidates > 1
+        else ""
+    )
+    return PreconditionError(
+        subject=address,
+        reason=f"{why}pending job {named} not started by rackflow (not recorded in the "
+        "inventory): let it finish or delete it, then re-run",
+    )
+
+
 @task(cache_policy=NO_CACHE, **_READ)
 async def check_server_ready(
     address: str,
@@ -237,11 +262,13 @@ async def check_server_ready(
         address: BMC address.
         port: BMC port.
         credentials_block: ``RedfishCredentials`` block name.
-        own_jobs: Jobs an interrupted rackflow run started (recorded in the
-            inventory): these do not count as "pending", the re-run follows them.
-        own_components: Components an interrupted run was starting a job for
-            (killed between the request and recording the job id): their
-            firmware jobs count as the run's own too.
+        own_jobs: Jobs rackflow recorded in the inventory (an earlier run's):
+            these do not count as "pending", the re-run follows them.
+        own_components: Components an earlier run was starting jobs for. With
+            no job recorded (killed between the request and noting the id),
+            one pending job per component that fits is that run's
+            (:func:`~clients.redfish.jobs.interrupted_starts`); with a job
+            recorded, nothing else is.
         read_firmware: Also read the installed firmware (``Readiness.firmware``).
 
     Returns:
@@ -255,12 +282,11 @@ async def check_server_ready(
         dell = DellUpdates(bmc)
         system = await dell.system()
         lc = await dell.lc_status()
-        words = [component_word(k) for k in own_components or []]
-        pending = [
-            j
-            for j in await dell.pending_jobs()
-            if j.id not in (own_jobs or []) and not any(w in (j.name or "").lower() for w in words)
-        ]
+        pending = [j for j in await dell.pending_jobs() if j.id not in (own_jobs or [])]
+        if not own_jobs and own_components:
+            # Killed between its request and noting the job id: that run's job is not foreign.
+            theirs = interrupted_starts(pending, own_components)
+            pending = [j for j in pending if j not in theirs]
         firmware = (
             [c for c in await bmc.firmware_inventory() if c.state in (None, "Installed")]
             if read_firmware and lc.ready and not pending
@@ -279,10 +305,7 @@ async def check_server_ready(
             subject=address, reason=f"Lifecycle Controller not ready ({lc.status})"
         )
     if pending:
-        raise PreconditionError(
-            subject=address,
-            reason=f"pending jobs in the iDRAC queue: {'; '.join(seen.pending_jobs)}",
-        )
+        raise not_ours(address, pending)
     if (seen.health or "").lower() == "critical":
         raise PreconditionError(subject=address, reason="system health is Critical")
     return seen
@@ -299,98 +322,6 @@ async def read_component_versions(
     """Read the installed firmware of one component kind (all instances)."""
     async with await _open(address, port, credentials_block) as bmc:
         return installed_of(await bmc.firmware_inventory(), component, component_id)
-
-
-def _job_matches(job: DellJob, package: Package) -> bool:
-    name = (job.name or "").lower()
-    return job.state is not None and component_word(package.component) in name
-
-
-def component_word(kind: ComponentKind) -> str:
-    """How Dell job names spell a component ("Firmware Update: BIOS")."""
-    return {ComponentKind.IDRAC: "idrac", ComponentKind.BIOS: "bios"}.get(kind, str(kind))
-
-
-class StartedUpdate(BaseModel):
-    """A firmware job started (or found queued), staged when asked for."""
-
-    job: DellJob = Field(description="The job, staged or as first read")
-    took_s: float = Field(description="From the task's start to the job staged (or started)")
-    progress_artifact: UUID | None = Field(
-        default=None, description="The job's progress artifact, for the tasks that follow it"
-    )
-
-
-@task(
-    cache_policy=NO_CACHE, retries=2, retry_delay_seconds=10, retry_condition_fn=retry_on_transient
-)
-async def start_firmware_update(
-    address: str,
-    port: int,
-    credentials_block: str,
-    package: Package,
-    apply_time: ApplyTime,
-    *,
-    staged_s: float | None = None,
-    interval_s: float = 5.0,
-    expect_s: float | None = None,
-    progress: str | None = None,
-) -> StartedUpdate:
-    """Start SimpleUpdate, unless a job for this component is already queued (re-run).
-
-    With ``staged_s`` (OnReset) the job is followed until it is staged
-    (Scheduled/Downloaded: waiting for the reboot) in the same session: the
-    download is part of starting. A retry follows the queued job again.
-
-    Args:
-        address: BMC address.
-        port: BMC port.
-        credentials_block: ``RedfishCredentials`` block name.
-        package: What to install.
-        apply_time: OnReset or Immediate.
-        staged_s: Deadline of the download until staged; None: return once started.
-        interval_s: Pause between reads.
-        expect_s: How long staging took on this model so far (``took_s``): read
-            more often around then (:class:`ExpectedPace`).
-        progress: Key of the job's progress artifact.
-
-    Returns:
-        The job (staged, or as first read after the start) and how long it took.
-
-    Raises:
-        JobFailedError: The job failed (e.g. the package could not be downloaded).
-        DeadlineExceeded: Not staged in ``staged_s``.
-    """
-    started = time.monotonic()
-    logger = get_run_logger()
-    async with await _open(address, port, credentials_block) as bmc:
-        dell = DellUpdates(bmc, sleep=ExpectedPace(expect_s, interval_s))
-        queued = next((j for j in await dell.pending_jobs() if _job_matches(j, package)), None)
-        if queued is not None:
-            logger.info(
-                "%s: following job %s already queued (%s)", address, queued.id, queued.state
-            )
-            job_id = queued.id
-        else:
-            protocol = "HTTPS" if package.uri.lower().startswith("https:") else "HTTP"
-            job_id = await dell.simple_update(
-                package.uri, transfer_protocol=protocol, apply_time=apply_time
-            )
-        artifact = None
-        if staged_s is None:
-            job = queued or await dell.job(job_id)
-        else:
-            async with job_progress(progress, job_id) as report:
-                job = await dell.wait_for_job(
-                    job_id,
-                    until=STAGED_STATES,
-                    timeout_s=staged_s,
-                    interval_s=interval_s,
-                    on_progress=report,
-                )
-            artifact = report.artifact if report is not None else None
-        took = time.monotonic() - started
-    return StartedUpdate(job=job, took_s=round(took, 3), progress_artifact=artifact)
 
 
 def progress_key(*parts: str) -> str:

@@ -1,9 +1,10 @@
 """Prefect tasks of the second half of a firmware update on a Dell iDRAC.
 
-Once the job is staged (OnReset) or started (Immediate): the host reboot
-(graceful, forced after a deadline), then one task that follows the update
-to its end: host back, job completed, host back, version verified. Same
-rules as :mod:`tasks.firmware`: a block NAME in, a session per task, actions
+Once the job is started and its id recorded: for OnReset, one task follows
+the download until the job is staged and reboots the host (graceful, forced
+after a deadline); then one task follows the update to its end: host back,
+job completed, host back, version verified. Same rules as
+:mod:`tasks.firmware`: a block NAME in, a session per task, actions
 check-then-act.
 """
 
@@ -70,27 +71,124 @@ async def reboot_server(
     Returns:
         Which reset worked ("GracefulRestart", "ForceRestart" or "On" for a host that was off).
     """
-    logger = get_run_logger()
     async with await _open(address, port, credentials_block) as bmc:
-        dell = DellUpdates(bmc)
-        if (await dell.power_state()) == "Off":
-            await dell.reset(ResetType.ON)
-            return "On"
-        await dell.reset(ResetType.GRACEFUL_RESTART)
-        try:
-            await poll(
-                lambda: _went_down(dell, job_id),
-                until=bool,
-                operation=f"{address}: host going down after GracefulRestart",
-                timeout_s=graceful_timeout_s,
-                interval_s=min(interval_s, 1.0),
-                tolerate=(TransportError, BusyError, ServerError),
+        return await _reboot(
+            DellUpdates(bmc),
+            address,
+            graceful_timeout_s=graceful_timeout_s,
+            interval_s=interval_s,
+            job_id=job_id,
+        )
+
+
+async def _reboot(
+    dell: DellUpdates,
+    address: str,
+    *,
+    graceful_timeout_s: float,
+    interval_s: float,
+    job_id: str | None,
+) -> str:
+    if (await dell.power_state()) == "Off":
+        await dell.reset(ResetType.ON)
+        return "On"
+    await dell.reset(ResetType.GRACEFUL_RESTART)
+    try:
+        await poll(
+            lambda: _went_down(dell, job_id),
+            until=bool,
+            operation=f"{address}: host going down after GracefulRestart",
+            timeout_s=graceful_timeout_s,
+            interval_s=min(interval_s, 1.0),
+            tolerate=(TransportError, BusyError, ServerError),
+        )
+        return "GracefulRestart"
+    except DeadlineExceeded:
+        get_run_logger().warning("%s ignored GracefulRestart: forcing a restart", address)
+    await dell.reset(ResetType.FORCE_RESTART)
+    return "ForceRestart"
+
+
+class StagedUpdate(BaseModel):
+    """An OnReset job followed until staged, and the host rebooted to apply it."""
+
+    job: DellJob = Field(description="The job as staged (or done, when it needed no reboot)")
+    reboot: str | None = Field(description="Which reset worked; None: no host reboot needed")
+    staged_s: float = Field(description="From the task's start to the job staged")
+    progress_artifact: UUID | None = Field(
+        default=None, description="The job's progress artifact, for the task that follows it"
+    )
+
+
+@task(
+    cache_policy=NO_CACHE, retries=1, retry_delay_seconds=10, retry_condition_fn=retry_on_transient
+)
+async def reboot_when_staged(
+    address: str,
+    port: int,
+    credentials_block: str,
+    job_id: str,
+    *,
+    staged_s: float,
+    graceful_timeout_s: float = 300.0,
+    interval_s: float = 5.0,
+    expect_s: float | None = None,
+    progress: str | None = None,
+) -> StagedUpdate:
+    """Follow an OnReset job until staged (Scheduled/Downloaded), then reboot the host.
+
+    The download is most of the wait. A job that needs no host reboot (the
+    iDRAC's own) goes on to Completed: then nothing is rebooted. A retry
+    finds the job past staged and does not reboot twice.
+
+    Args:
+        address: BMC address.
+        port: BMC port.
+        credentials_block: ``RedfishCredentials`` block name.
+        job_id: The job, already recorded in the inventory.
+        staged_s: Deadline of the download until staged.
+        graceful_timeout_s: How long the OS gets to restart by itself.
+        interval_s: Pause between reads.
+        expect_s: How long staging took on this model so far (``staged_s`` of
+            earlier servers): read more often around then (:class:`ExpectedPace`).
+        progress: Key of the job's progress artifact.
+
+    Returns:
+        The staged job, the reset that worked, and how long staging took.
+
+    Raises:
+        JobFailedError: The job failed (e.g. the package could not be downloaded).
+        DeadlineExceeded: Not staged in ``staged_s`` (the job is left to the caller).
+    """
+    started = time.monotonic()
+    how: str | None = None
+    async with (
+        job_progress(progress, job_id) as report,
+        await _open(address, port, credentials_block) as bmc,
+    ):
+        paced = DellUpdates(bmc, sleep=ExpectedPace(expect_s, interval_s))
+        job = await paced.wait_for_job(
+            job_id,
+            until=STAGED_STATES,
+            timeout_s=staged_s,
+            interval_s=interval_s,
+            on_progress=report,
+        )
+        took = time.monotonic() - started
+        if job.state in STAGED_STATES:
+            how = await _reboot(
+                DellUpdates(bmc),
+                address,
+                graceful_timeout_s=graceful_timeout_s,
+                interval_s=interval_s,
+                job_id=job_id,
             )
-            return "GracefulRestart"
-        except DeadlineExceeded:
-            logger.warning("%s ignored GracefulRestart: forcing a restart", address)
-        await dell.reset(ResetType.FORCE_RESTART)
-        return "ForceRestart"
+    return StagedUpdate(
+        job=job,
+        reboot=how,
+        staged_s=round(took, 3),
+        progress_artifact=report.artifact if report is not None else None,
+    )
 
 
 async def _host_back(dell: DellUpdates, *, timeout_s: float, interval_s: float) -> str:

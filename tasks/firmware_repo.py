@@ -22,23 +22,27 @@ from pydantic import BaseModel
 
 from clients.errors import JobFailedError, TransportError
 from clients.firmware.sources import DellCatalog
-from clients.redfish.jobs import DONE_STATES, STAGED_STATES, DellJob, JobState, RepoUpdate
+from clients.redfish.jobs import (
+    DONE_STATES,
+    STAGED_STATES,
+    DellJob,
+    JobState,
+    RepoUpdate,
+)
 from clients.redfish.models import ComponentKind
 from clients.redfish.update import DellUpdates
 from clients.redfish.update_repo import UP_TO_DATE_CODE
 from clients.redfish.update_wait import wait_through_resets
 from tasks.firmware import _READ, _open
+from tasks.firmware_jobs import (
+    attempt_key,
+    catalog_jobs_to_adopt,
+    forget_queue,
+    queue_before,
+    recorded_catalog_jobs,
+    remember_queue,
+)
 from tasks.retry import retry_on_transient
-
-# How Dell job names spell a component ("Firmware Update: Network" is a NIC).
-_JOB_WORDS = {
-    ComponentKind.IDRAC: ("idrac",),
-    ComponentKind.BIOS: ("bios",),
-    ComponentKind.CPLD: ("cpld",),
-    ComponentKind.RAID: ("raid",),
-    ComponentKind.NIC: ("nic", "network"),
-    ComponentKind.BACKPLANE: ("backplane",),
-}
 
 
 class CatalogJobs(BaseModel):
@@ -58,23 +62,14 @@ class CatalogCheck(BaseModel):
     message: str
 
 
-def is_repository_job(job: DellJob) -> bool:
-    """Whether a job is the RepositoryUpdate job itself (not a component's)."""
-    return (job.job_type or "").lower() == "repositoryupdate" or "repository update" in (
-        job.name or ""
-    ).lower()
-
-
 def is_idrac_job(job: DellJob) -> bool:
     """Whether a job updates the iDRAC (it needs no host reboot)."""
-    return "idrac" in (job.name or "").lower()
+    return job.names(ComponentKind.IDRAC)
 
 
 def _named_for(update: RepoUpdate, job: DellJob) -> bool:
-    name = (job.name or "").lower()
     display = (update.display_name or "").lower()
-    words = _JOB_WORDS.get(update.kind, (str(update.kind),))
-    return any(w in name for w in words) or bool(display and display in name)
+    return job.names(update.kind) or bool(display and display in (job.name or "").lower())
 
 
 def match_jobs(updates: list[RepoUpdate], jobs: Iterable[DellJob]) -> list[DellJob | None]:
@@ -111,12 +106,17 @@ async def start_catalog_update(
     reboot_needed: bool,
     timeout_s: float,
     interval_s: float = 5.0,
+    recorded: list[str] | None = None,
+    follow: list[str] | None = None,
+    interrupted: list[ComponentKind] | None = None,
 ) -> CatalogJobs:
     """Apply a catalog with InstallFromRepository and find the component jobs it spawns.
 
-    Check-then-act: unfinished jobs in the queue are a previous attempt's (the
-    pre-check lets only this server's own jobs through), so they are followed
-    and nothing is started a second time.
+    Check-then-act, by job id (see :mod:`tasks.firmware_jobs`): the jobs an
+    earlier run recorded are followed while any is unfinished; a retry whose
+    request's answer was lost, or a re-run after a run killed before it noted
+    the ids (``interrupted``), adopts the jobs made since; any other
+    unfinished job refuses the start ("not started by rackflow").
 
     Args:
         address: BMC address.
@@ -126,28 +126,40 @@ async def start_catalog_update(
         reboot_needed: Let the iDRAC reboot the host itself (apply time Immediate).
         timeout_s: Deadline of the RepositoryUpdate job, and of the job queue settling.
         interval_s: Pause between reads.
+        recorded: Job ids rackflow recorded for this server (they never block).
+        follow: An earlier run's catalog jobs (its RepositoryUpdate job and component jobs).
+        interrupted: Components an earlier run was killed applying, before noting its jobs.
 
     Returns:
         The RepositoryUpdate job and the component jobs, or ``up_to_date`` (SUP029).
 
     Raises:
+        PreconditionError: An unfinished job rackflow did not record.
         JobFailedError: The RepositoryUpdate job failed (catalog unreadable...).
         DeadlineExceeded: The repository job or the job queue did not settle in time.
     """
+    key = attempt_key(address)
     async with await _open(address, port, credentials_block) as bmc:
         dell = DellUpdates(bmc)
         queue = await dell.jobs()
-        unfinished = [j for j in queue if not j.is_final]
-        if unfinished:
-            known = {j.id for j in queue if j.is_final}
-            repo_id = next((j.id for j in unfinished if is_repository_job(j)), None)
+        earlier = recorded_catalog_jobs(queue, follow or [])
+        if earlier is not None:
+            get_run_logger().info("%s: following the recorded jobs %s", address, earlier)
+            return CatalogJobs(repository_job=earlier[0], jobs=earlier[1])
+        adopted = catalog_jobs_to_adopt(
+            address, queue, recorded or [], interrupted, queue_before(key)
+        )
+        known = {j.id for j in queue} - {j.id for j in adopted}
+        repo_id = next((j.id for j in adopted if j.is_repository_update), None)
+        if adopted:
+            forget_queue(key)
             get_run_logger().info(
-                "%s: following jobs already queued: %s",
+                "%s: adopting jobs of an interrupted start: %s",
                 address,
-                ", ".join(j.id for j in unfinished),
+                ", ".join(j.describe() for j in adopted),
             )
         else:
-            known = {j.id for j in queue}
+            remember_queue(key, queue)  # kept when the request fails: the retry adopts its jobs
             share = catalog.share()
             repo_id = await dell.install_from_repository(
                 host=share.host,
@@ -158,6 +170,7 @@ async def start_catalog_update(
                 reboot_needed=reboot_needed,
                 ignore_cert_warning=catalog.ignore_cert_warning,
             )
+            forget_queue(key)
         if repo_id is not None:
             known.add(repo_id)
             if await _nothing_to_update(dell, repo_id, timeout_s=timeout_s, interval_s=interval_s):
@@ -191,7 +204,7 @@ async def _spawned_jobs(
     reads: list[list[str]] = []
 
     async def settled() -> bool:
-        ids = [j.id for j in await dell.jobs() if j.id not in known and not is_repository_job(j)]
+        ids = [j.id for j in await dell.jobs() if j.id not in known and not j.is_repository_update]
         same = bool(reads) and set(reads[-1]) == set(ids)
         reads.append(ids)
         return same

@@ -18,7 +18,8 @@ from pydantic import BaseModel, Field, computed_field
 
 from blocks.vcenter import VCenterCredentials
 from clients.errors import PreconditionError
-from clients.vsphere import EsxiHost, VSphereClient
+from clients.inventory import HostSighting
+from clients.vsphere import EsxiHost, MaintenanceOptions, VSphereClient
 from tasks.inventory import load_inventory_store
 from tasks.retry import retry_on_transient
 
@@ -31,6 +32,7 @@ __all__ = [
     "find_host",
     "list_vcenter_hosts",
     "load_vcenter",
+    "read_host",
     "sync_vcenter_hosts",
     "vcenter_label",
     "wait_host_connected",
@@ -77,6 +79,10 @@ class VCenterSyncReport(BaseModel):
     missing: list[str] = Field(
         default_factory=list,
         description="Servers linked to this vCenter whose host it no longer reports",
+    )
+    gone: list[str] = Field(
+        default_factory=list,
+        description="Hosts this vCenter no longer reports (kept in the inventory, marked gone)",
     )
 
     @computed_field  # type: ignore[prop-decorator]
@@ -175,21 +181,22 @@ def enter_maintenance_mode(
     vcenter_block: str = "vcenter",
     max_unavailable_per_cluster: int = 1,
     timeout_s: float = 3600.0,
-    evacuate_powered_off: bool = False,
+    options: MaintenanceOptions | None = None,
 ) -> MaintenanceResult:
     """Put an ESXi host in maintenance mode, keeping cluster capacity.
 
     Refuses when the host's cluster would then have more than
     ``max_unavailable_per_cluster`` hosts out of service (in maintenance or
     not connected, this host included). A host already in maintenance mode
-    is left alone.
+    is left alone (``changed`` False: the caller did not put it there, so it
+    should not take it out either).
 
     Args:
         host: Host moid, name or Dell service tag.
         vcenter_block: ``VCenterCredentials`` block name.
         max_unavailable_per_cluster: Hosts per cluster allowed out at once (>= 1).
         timeout_s: Deadline for vCenter to finish (DRS evacuates VMs meanwhile).
-        evacuate_powered_off: Also move powered-off VMs away.
+        options: Evacuation: powered-off VMs, vSAN data (None: vCenter's defaults).
 
     Returns:
         What was done.
@@ -207,17 +214,34 @@ def enter_maintenance_mode(
         changed = False
         if not target.in_maintenance:
             _check_room(client, target, max_unavailable_per_cluster)
-            changed = client.enter_maintenance(
-                target.moid, timeout_s=timeout_s, evacuate_powered_off=evacuate_powered_off
-            )
+            changed = client.enter_maintenance(target.moid, timeout_s=timeout_s, options=options)
         after = client.host(target.moid)
     logger.info(
-        "%s (%s) %s maintenance mode",
+        "%s (%s) %s maintenance mode%s",
         target.name,
         target.service_tag or target.moid,
         "entered" if changed else "was already in",
+        f" ({(options or MaintenanceOptions()).model_dump()})" if changed else "",
     )
     return _result(after, changed=changed, started=started)
+
+
+@task(cache_policy=NO_CACHE, **_RETRIES)
+def read_host(host: str, vcenter_block: str = "vcenter") -> EsxiHost:
+    """Read one host's current state (never cached: decisions are taken on it).
+
+    Args:
+        host: Host moid, name or Dell service tag.
+        vcenter_block: ``VCenterCredentials`` block name.
+
+    Returns:
+        The host, e.g. whether it is in maintenance mode right now.
+
+    Raises:
+        PreconditionError: Unknown host.
+    """
+    with load_vcenter(vcenter_block).get_client() as client:
+        return find_host(client, host)
 
 
 @task(cache_policy=NO_CACHE, **_RETRIES)
@@ -339,6 +363,7 @@ def sync_vcenter_hosts(
         if h.service_tag:
             counts[h.service_tag] = counts.get(h.service_tag, 0) + 1
     seen: set[str] = set()
+    linked_to: dict[str, str] = {}  # moid -> server identity
     with load_inventory_store(inventory_block).get_client() as inventory:
         for h in hosts:
             if not h.service_tag:
@@ -350,6 +375,7 @@ def sync_vcenter_hosts(
             else:
                 link = _link(vcenter, h)
                 seen.add(record.identity)
+                linked_to[h.moid] = record.identity
                 before = (record.vcenter_host, record.attributes.get("vcenter"))
                 if before == (h.name, link):
                     report.unchanged.append(h.name)
@@ -369,6 +395,12 @@ def sync_vcenter_hosts(
             and isinstance(r.attributes.get("vcenter"), dict)
             and r.attributes["vcenter"].get("server") == vcenter
         )
+        # Every host is stored, linked or not (``rackflow inventory hosts``).
+        stored = inventory.record_esxi_hosts(
+            vcenter,
+            [HostSighting.from_host(h, server_identity=linked_to.get(h.moid)) for h in hosts],
+        )
+        report.gone = stored.gone_hosts
     get_run_logger().info(
         "vCenter %s: %d hosts, %d new links, %d updated, %d unchanged, %d unmatched",
         vcenter,

@@ -96,7 +96,8 @@ async def test_dry_run_changes_nothing(env_factory):
 @pytest.mark.parametrize(
     ("fault", "message"),
     [
-        (faults(job_fails=["bios"]), "Failed"),
+        # the job, its final state and the iDRAC's reason, not just "Failed"
+        (faults(job_fails=["bios"]), "ended Failed: RED007: Unable to complete the firmware"),
         (faults(job_hangs=["bios"], hang_s=5), "JCP052"),
         (faults(version_unchanged=True), "still at"),
     ],
@@ -108,7 +109,10 @@ async def test_a_failing_server_fails_alone_and_leaves_maintenance(env_factory, 
     assert state.is_failed()
     rows = _rows(summary)
     assert rows[(bad, "bios")].result == "failed"
-    assert message in rows[(bad, "bios")].message
+    assert message in rows[(bad, "bios")].message, rows[(bad, "bios")].message
+    [job] = env.bmc(bad).jobs.all()
+    assert f"job {job.id} ended" in rows[(bad, "bios")].message  # names the job itself
+    assert "pending:firmware-job" not in env.record(bad).attributes  # no note left behind
     for tag in good:
         assert rows[(tag, "bios")].result == "updated"
         assert env.bmc(tag).bios_version == env.target("bios")

@@ -19,7 +19,9 @@ from clients.firmware import (
     DellCatalog,
     DirectUrl,
     HttpRepository,
+    NamedPackage,
     PackageResolver,
+    parse_components,
     parse_source,
     resolve_package,
     rewrite_base_location,
@@ -38,12 +40,14 @@ def test_tagged_union_picks_the_kind() -> None:
             "kind": "url",
             "url": "http://127.0.0.1:8099/BIOS_8R8XJ_WN64_2.19.1.EXE",
             "component": "BIOS",
+            "models": ["PowerEdge R640"],
         }
     )
     assert isinstance(repo, HttpRepository) and repo.base_url == "http://127.0.0.1:8099/repo/"
     assert repo.index_url == "http://127.0.0.1:8099/repo/index.json"
     assert isinstance(catalog, DellCatalog) and catalog.catalog_url == DELL_ONLINE_CATALOG
     assert isinstance(url, DirectUrl) and url.component is ComponentKind.BIOS
+    assert (url.known_version, url.models) == ("2.19.1", ("PowerEdge R640",))
     assert parse_source(repo) is repo
     # Round trip through plain data (Prefect parameters, YAML).
     assert parse_source(json.loads(repo.model_dump_json())) == repo
@@ -52,15 +56,39 @@ def test_tagged_union_picks_the_kind() -> None:
 def test_repository_packages_per_component() -> None:
     repo = HttpRepository(
         base_url="https://127.0.0.1:8443/fw/",
-        packages={"iDRAC": IDRAC_DUP, "bios": "R640/BIOS_8R8XJ_WN64_2.19.1.EXE"},
+        packages={
+            "iDRAC": {"file": IDRAC_DUP, "models": ["R640"]},
+            "bios": {"file": "R640/bios.exe", "version": "2.19.1", "models": ["PowerEdge R640"]},
+        },
         index=None,
     )
     assert repo.packages == {
-        ComponentKind.IDRAC: IDRAC_DUP,
-        ComponentKind.BIOS: "R640/BIOS_8R8XJ_WN64_2.19.1.EXE",
+        ComponentKind.IDRAC: NamedPackage(file=IDRAC_DUP, models=("R640",)),
+        ComponentKind.BIOS: NamedPackage(
+            file="R640/bios.exe", version="2.19.1", models=("PowerEdge R640",)
+        ),
     }
+    assert repo.packages[ComponentKind.IDRAC].known_version == "7.10.30.00"  # from the name
     assert repo.url_of("R640/BIOS.EXE") == "https://127.0.0.1:8443/fw/R640/BIOS.EXE"
     assert repo.index_url is None
+    # With an index, a bare file name is enough: the rest is looked up there.
+    short = HttpRepository(base_url="http://127.0.0.1/fw/", packages={"bios": "x/BIOS.EXE"})
+    assert short.packages == {ComponentKind.BIOS: NamedPackage(file="x/BIOS.EXE")}
+    assert parse_source(json.loads(short.model_dump_json())) == short
+
+
+def test_components_each_once_and_updatable() -> None:
+    assert parse_components(["BIOS", ComponentKind.IDRAC]) == [
+        ComponentKind.BIOS,
+        ComponentKind.IDRAC,
+    ]
+    with pytest.raises(PreconditionError) as info:
+        parse_components(["bios", "disk", "psu", "bios"])
+    assert info.value.subject == "components"
+    assert "not updatable: disk, psu" in info.value.reason
+    assert "given more than once: bios" in info.value.reason
+    with pytest.raises(PreconditionError, match="no component given"):
+        parse_components([])
 
 
 @pytest.mark.parametrize(
@@ -100,6 +128,41 @@ def test_repository_packages_per_component() -> None:
         (
             {"kind": "url", "url": "http://127.0.0.1/B.EXE", "component": "bios", "version": " "},
             "empty",
+        ),
+        (
+            {"kind": "url", "url": "http://127.0.0.1/B.EXE", "component": "bios", "models": ["R6"]},
+            "version: the file name 'B.EXE' carries no Dell version",
+        ),
+        (
+            {"kind": "url", "url": f"http://127.0.0.1/{IDRAC_DUP}", "component": "idrac"},
+            "models: set the server models the package is for",
+        ),
+        (
+            {
+                "kind": "url",
+                "url": f"http://127.0.0.1/{IDRAC_DUP}",
+                "component": "idrac",
+                "models": "R640",
+            },
+            "a list of model names",
+        ),
+        (
+            {
+                "kind": "repository",
+                "base_url": "http://127.0.0.1/",
+                "index": None,
+                "packages": {"bios": {"file": "bios.exe", "models": ["R640"]}},
+            },
+            "packages.bios.version: the file name 'bios.exe' carries no Dell version",
+        ),
+        (
+            {
+                "kind": "repository",
+                "base_url": "http://127.0.0.1/",
+                "index": None,
+                "packages": {"bios": "BIOS_8R8XJ_WN64_2.19.1.EXE"},
+            },
+            "packages.bios.models: the repository has no index",
         ),
         (
             {"kind": "url", "url": "http://127.0.0.1/B.EXE", "component": "bios", "extra": 1},
@@ -242,29 +305,76 @@ async def test_missing_index_is_not_found(repo: Repo) -> None:
 
 
 async def test_explicit_packages_need_no_fetch(repo: Repo) -> None:
-    source = HttpRepository(
-        base_url=f"{repo.base}/fw/", packages={"bios": "BIOS_8R8XJ_WN64_2.19.1.EXE"}, index=None
-    )
+    named = {"file": "BIOS_8R8XJ_WN64_2.19.1.EXE", "models": ["R640", "PowerEdge R740"]}
+    source = HttpRepository(base_url=f"{repo.base}/fw/", packages={"bios": named}, index=None)
     package = await resolve_package(source, model="PowerEdge R640", component="bios")
     assert package.uri == f"{repo.base}/fw/BIOS_8R8XJ_WN64_2.19.1.EXE"
-    assert package.version == "2.19.1"
+    assert (package.version, package.models) == ("2.19.1", ("R640", "PowerEdge R740"))
     assert sum(repo.hits.values()) == 0
     with pytest.raises(PreconditionError, match="names no nic package"):
         await resolve_package(source, model="PowerEdge R640", component="nic")
+    # Named by the operator, checked all the same: refused for another model.
+    with pytest.raises(PreconditionError) as info:
+        await resolve_package(source, model="PowerEdge R650", component="bios")
+    assert info.value.reason == (
+        "source.packages.bios (BIOS_8R8XJ_WN64_2.19.1.EXE) is for R640, PowerEdge R740, "
+        "not for model PowerEdge R650"
+    )
+
+
+async def test_named_package_completed_from_its_index_entry(repo: Repo) -> None:
+    repo.files["/fw/index.json"] = json.dumps(INDEX).encode()
+    source = HttpRepository(
+        base_url=f"{repo.base}/fw/",
+        packages={"bios": "R640/BIOS_7N9D3_WN64_2.18.1.EXE", "raid": "raid/perc.exe"},
+    )
+    async with PackageResolver() as resolver:
+        older = await resolver.resolve(source, model="PowerEdge R640", component="bios")
+        with pytest.raises(PreconditionError) as wrong:
+            await resolver.resolve(source, model="PowerEdge R740", component="bios")
+        with pytest.raises(PreconditionError) as unlisted:
+            await resolver.resolve(source, model="PowerEdge R640", component="raid")
+    # The named (older) file wins over the index's newest; its models come from the index.
+    assert (older.version, older.models, older.component_id) == (
+        "2.18.1",
+        ("PowerEdge R640",),
+        "159",
+    )
+    assert "not for model PowerEdge R740" in wrong.value.reason
+    assert "version unknown (not in the file name nor listed in" in unlisted.value.reason
+    assert "set source.packages.raid.version" in unlisted.value.reason
+    assert repo.hits["/fw/index.json"] == 1
+
+
+async def test_named_package_without_models_and_without_index_is_refused(repo: Repo) -> None:
+    source = HttpRepository(
+        base_url=f"{repo.base}/none/", packages={"bios": "BIOS_8R8XJ_WN64_2.19.1.EXE"}
+    )
+    with pytest.raises(PreconditionError) as info:
+        await resolve_package(source, model="PowerEdge R640", component="bios")
+    assert "the server models it is for are unknown" in info.value.reason
+    assert 'set source.packages.bios.models, e.g. ["PowerEdge R640"]' in info.value.reason
 
 
 async def test_direct_url_reads_version_from_the_file_name() -> None:
-    source = DirectUrl(url="http://127.0.0.1:8099/x/BIOS_8R8XJ_WN64_2.19.1.EXE", component="bios")
+    source = DirectUrl(
+        url="http://127.0.0.1:8099/x/BIOS_8R8XJ_WN64_2.19.1.EXE", component="bios", models=["R640"]
+    )
     package = await resolve_package(source, model="PowerEdge R640", component="bios")
     assert (package.uri, package.version, package.file) == (
         source.url,
         "2.19.1",
         "BIOS_8R8XJ_WN64_2.19.1.EXE",
     )
-    pinned = DirectUrl(url="http://127.0.0.1:8099/x/fw.bin", component="nic", version="22.31.6")
-    assert (await resolve_package(pinned, model=None, component="nic")).version == "22.31.6"
+    pinned = DirectUrl(
+        url="http://127.0.0.1:8099/x/fw.bin", component="nic", version="22.31.6", models=["R650"]
+    )
+    assert (await resolve_package(pinned, model="R650", component="nic")).version == "22.31.6"
     with pytest.raises(PreconditionError, match="is a nic package"):
-        await resolve_package(pinned, model=None, component="bios")
+        await resolve_package(pinned, model="R650", component="bios")
+    with pytest.raises(PreconditionError) as info:
+        await resolve_package(pinned, model="PowerEdge R640", component="nic")
+    assert info.value.reason == "source.url (fw.bin) is for R650, not for model PowerEdge R640"
 
 
 async def test_mirrored_catalog_points_at_the_mirror_not_at_dell(repo: Repo) -> None:

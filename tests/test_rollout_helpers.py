@@ -137,3 +137,38 @@ async def test_job_progress_is_written_in_the_background_and_complete_at_the_end
     assert len(artifacts) == 1
     assert artifacts[0].data == 100.0
     assert artifacts[0].description == "JID_1: Running"
+
+
+def test_planned_components_without_a_row_are_reported_not_attempted():
+    from clients.firmware.repository import Package
+    from clients.redfish.jobs import RepoUpdate
+    from clients.redfish.models import ComponentKind
+    from flows.firmware_update import _with_unattempted
+
+    server = _server("PLAN001")
+    bios = Package(uri="http://127.0.0.1/b.exe", file="b.exe", component=ComponentKind.BIOS)
+    nic = Package(
+        uri="http://127.0.0.1/n.exe", file="n.exe", component=ComponentKind.NIC, version="22.5"
+    )
+    failed = ComponentResult(server="PLAN001", component="bios", result=Outcome.FAILED)
+    rows = _with_unattempted(
+        server, [(bios, "2.1"), (nic, "22.4")], [failed], "not attempted: bios failed"
+    )
+    assert [(r.component, r.result, r.before, r.target, r.message) for r in rows] == [
+        ("bios", Outcome.FAILED, None, None, ""),
+        ("nic", Outcome.SKIPPED, "22.4", "22.5", "not attempted: bios failed"),
+    ]
+    # A catalog's plan is the iDRAC's own list of updates.
+    idrac = RepoUpdate(
+        target="DCIM:INSTALLED#iDRAC.Embedded.1-1#IDRACinfo",
+        component_id="25227",
+        package_version="7.10.30.00",
+        installed_versions=("7.00.00.174",),
+    )
+    [row] = _with_unattempted(server, [idrac], [], "not attempted: maintenance mode failed")
+    assert (row.component, row.result, row.before, row.target) == (
+        "idrac",
+        Outcome.SKIPPED,
+        "7.00.00.174",
+        "7.10.30.00",
+    )

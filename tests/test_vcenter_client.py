@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import ssl
 import time
 from pathlib import Path
@@ -17,9 +18,10 @@ from clients.errors import (
     TlsError,
     TransportError,
 )
-from clients.vsphere import VSphereClient, service_tag_of
+from clients.vsphere import MaintenanceOptions, VSphereClient, service_tag_of
 from lab.vcsim import Vcsim, VcsimBuildError, VcsimCluster, VcsimHost, VcsimSpec, build_vcsim
 from tests.helpers import free_port
+from tests.soap_recorder import SoapRecorder
 
 
 @pytest.fixture(scope="session")
@@ -60,7 +62,9 @@ def _client(vc: Vcsim, **kw) -> VSphereClient:
     kw.setdefault("verify", vc.ssl_context())
     kw.setdefault("interval_s", 0.05)
     kw.setdefault("password", vc.password)
-    return VSphereClient(host=vc.host, port=vc.port, user=vc.username, timeout=10, **kw)
+    kw.setdefault("host", vc.host)
+    kw.setdefault("port", vc.port)
+    return VSphereClient(user=vc.username, timeout=10, **kw)
 
 
 def test_hosts_carry_dell_identity_cluster_and_version(vc: Vcsim) -> None:
@@ -114,6 +118,49 @@ def test_slow_enter_hits_the_deadline_and_the_host_stays_out(vc: Vcsim) -> None:
         assert "enter maintenance mode on esx-a2.lab" in str(caught.value)
         assert client.host(moid).in_maintenance is False
     assert vc.host_state("esx-a2.lab")["in_maintenance"] is False
+
+
+def _enter_request(sent: bytes) -> str:
+    """The EnterMaintenanceMode_Task request among the recorded bytes, its attributes dropped."""
+    text = sent.decode()
+    body = text[
+        text.index("<EnterMaintenanceMode_Task") : text.index("</EnterMaintenanceMode_Task>")
+    ]
+    return re.sub(r"<(\w+)[^>]*>", r"<\1>", body)
+
+
+def test_evacuation_options_reach_vcenter(vc: Vcsim) -> None:
+    moid = vc.host_moids["esx-a1.lab"]
+    with SoapRecorder(vc) as recorder:
+        with _client(vc, host=recorder.host, port=recorder.port) as client:
+            # Default: what rackflow always sent (no maintenanceSpec; vCenter's vSAN default).
+            assert client.enter_maintenance(moid, timeout_s=10) is True
+            request = _enter_request(recorder.sent())
+            assert "<evacuatePoweredOffVms>false</evacuatePoweredOffVms>" in request
+            assert "maintenanceSpec" not in request
+            assert client.exit_maintenance(moid, timeout_s=10) is True
+
+            recorder.clear()
+            options = MaintenanceOptions(evacuate_powered_off_vms=True, vsan_mode="evacuateAllData")
+            assert client.enter_maintenance(moid, timeout_s=10, options=options) is True
+            request = _enter_request(recorder.sent())
+    assert "<evacuatePoweredOffVms>true</evacuatePoweredOffVms>" in request
+    assert (
+        "<maintenanceSpec><vsanMode><objectAction>evacuateAllData</objectAction></vsanMode>"
+        in request
+    )
+    # vcsim decoded the spec and ran the task
+    assert vc.host_state("esx-a1.lab")["in_maintenance"] is True
+
+
+def test_maintenance_options_refuse_an_unknown_vsan_mode() -> None:
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError):
+        MaintenanceOptions(vsan_mode="evacuateEverything")
+    assert MaintenanceOptions() == MaintenanceOptions(
+        evacuate_powered_off_vms=False, vsan_mode=None
+    )
 
 
 def test_task_faults_map_to_rackflow_errors(vc: Vcsim) -> None:

@@ -12,12 +12,18 @@ from prefect import flow
 from blocks import InventoryStore, RedfishCredentials, VCenterCredentials
 from clients.errors import DeadlineExceeded, PreconditionError
 from clients.inventory import Inventory
+from clients.vsphere import MaintenanceOptions
 from flows.discovery import discovery
 from flows.vcenter_sync import vcenter_sync
 from lab.fleet import build_fleet
 from lab.server import Lab
 from lab.vcsim import Vcsim, VcsimBuildError, VcsimHost, VcsimSpec, build_vcsim
-from tasks.vcenter import enter_maintenance_mode, exit_maintenance_mode, wait_host_connected
+from tasks.vcenter import (
+    enter_maintenance_mode,
+    exit_maintenance_mode,
+    read_host,
+    wait_host_connected,
+)
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 
@@ -105,7 +111,15 @@ def test_sync_links_lab_servers_by_service_tag(lab_inventory, inventory_block, v
     first = fleet.bmcs[0]
     with _inventory(inventory_block) as inventory:
         record = inventory.get(first.service_tag)
+        stored = {h.name: h for h in inventory.esxi_hosts(label)}
     assert record is not None and record.vcenter_host == first.host_name
+    # Every host is stored, the unmatched ones too (unlinked).
+    assert len(stored) == 8 and not any(h.gone for h in stored.values())
+    assert stored[first.host_name].server_identity == first.service_tag
+    assert stored[first.host_name].moid == vc.host_moids[first.host_name]
+    assert stored["esx-foreign.lab"].server_identity is None
+    assert stored["esx-foreign.lab"].service_tag == "ZZZ9999"
+    assert stored["esx-notag.lab"].server_identity is None
     assert record.attributes["vcenter"] == {
         "server": label,
         "name": first.host_name,
@@ -173,6 +187,25 @@ def test_maintenance_by_service_tag_respects_cluster_capacity(lab_inventory, vc)
         assert (left.changed, left.in_maintenance) == (True, False)
         assert vc.host_state(bmc.host_name)["in_maintenance"] is False
     assert _exit(a.host_name).changed is False
+
+
+def test_read_host_and_enter_with_evacuation_options(lab_inventory, vc) -> None:
+    fleet, _ = lab_inventory
+    bmc = fleet.bmcs[3]  # cluster-02
+
+    @flow
+    def _read_enter_read():
+        before = read_host(bmc.service_tag, "vcenter-test")
+        options = MaintenanceOptions(evacuate_powered_off_vms=True, vsan_mode="evacuateAllData")
+        entered = enter_maintenance_mode(bmc.service_tag, "vcenter-test", 1, 30.0, options)
+        return before, entered, read_host(bmc.host_name, "vcenter-test")
+
+    before, entered, after = _read_enter_read()
+    assert (before.name, before.in_maintenance) == (bmc.host_name, False)
+    assert (entered.changed, entered.in_maintenance) == (True, True)
+    assert after.in_maintenance is True
+    assert vc.host_state(bmc.host_name)["in_maintenance"] is True
+    assert _exit(bmc.host_name).changed is True
 
 
 def test_slow_enter_fails_at_the_deadline(lab_inventory, vc) -> None:

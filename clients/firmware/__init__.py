@@ -24,8 +24,10 @@ from clients.firmware.sources import (
     DirectUrl,
     FirmwareSource,
     HttpRepository,
+    NamedPackage,
     RepositoryShare,
     parse_component,
+    parse_components,
     parse_source,
 )
 
@@ -40,6 +42,7 @@ __all__ = [
     "DirectUrl",
     "FirmwareSource",
     "HttpRepository",
+    "NamedPackage",
     "Package",
     "PackageResolver",
     "RepositoryShare",
@@ -47,6 +50,7 @@ __all__ = [
     "package_base",
     "parse_catalog",
     "parse_component",
+    "parse_components",
     "parse_source",
     "resolve_package",
     "rewrite_base_location",

@@ -4,7 +4,11 @@
 direct URL) over async httpx and answers with a :class:`Package`: the URI
 the iDRAC will download (SimpleUpdate ``ImageURI``) and the version it
 installs, refusing with PreconditionError when nothing applies to the model.
-No Prefect; no I/O outside the ``resolve`` calls.
+A package the operator named (a direct URL, a file named in a repository)
+is checked against the model too, with the models given or listed for it in
+the repository index: a wrong-model package is refused here, before any
+server is touched, rather than failing in the iDRAC's job. No Prefect; no
+I/O outside the ``resolve`` calls.
 """
 
 from __future__ import annotations
@@ -24,13 +28,14 @@ from clients.errors import (
     ServerError,
     TransportError,
 )
-from clients.firmware.catalog import Catalog, CatalogEntry, parse_catalog
+from clients.firmware.catalog import Catalog, CatalogEntry, model_key, parse_catalog
 from clients.firmware.index import choose_from_index, json_document, parse_index
 from clients.firmware.package import Package, dup_version
 from clients.firmware.sources import (
     DellCatalog,
     DirectUrl,
     HttpRepository,
+    NamedPackage,
     parse_component,
 )
 from clients.redfish.models import ComponentKind
@@ -162,13 +167,14 @@ class PackageResolver(AsyncClosing):
             The newest applicable package.
 
         Raises:
-            PreconditionError: Unknown component, no package for it, or none for this model.
+            PreconditionError: Unknown component, no package for it, none for this
+                model, or a named package whose version or models are unknown.
             ProtocolError: A malformed index or catalog.
             TransportError, RemoteError: The index or catalog could not be fetched.
         """
         kind = parse_component(component)
         if isinstance(source, DirectUrl):
-            return _direct(source, kind)
+            return _direct(source, kind, model)
         if isinstance(source, HttpRepository):
             return await self._from_repository(source, kind, model, component_id)
         return await self._from_catalog(source, kind, model, component_id)
@@ -177,15 +183,7 @@ class PackageResolver(AsyncClosing):
         self, source: HttpRepository, kind: ComponentKind, model: str | None, cid: str | None
     ) -> Package:
         if source.packages and kind in source.packages:
-            file = source.packages[kind]
-            # Named by the operator: the model cannot be checked here (the iDRAC refuses a
-            # package not meant for it, which fails the job).
-            return Package(
-                uri=source.url_of(file),
-                file=posixpath.basename(file),
-                component=kind,
-                version=dup_version(file),
-            )
+            return await self._named(source, kind, source.packages[kind], model)
         index_url = source.index_url
         if index_url is None:
             named = ", ".join(sorted(k.value for k in source.packages or {}))
@@ -198,6 +196,55 @@ class PackageResolver(AsyncClosing):
         packages = parse_index(document, where=index_url)
         chosen = choose_from_index(packages, kind=kind, model=model, cid=cid, where=index_url)
         return chosen.model_copy(update={"uri": str(httpx.URL(index_url).join(chosen.uri))})
+
+    async def _named(
+        self, source: HttpRepository, kind: ComponentKind, named: NamedPackage, model: str | None
+    ) -> Package:
+        """A package named by the operator, completed from its index entry when needed."""
+        uri = source.url_of(named.file)
+        version, models = named.known_version, named.models or None
+        listed = None
+        if (version is None or models is None) and source.index_url is not None:
+            listed = await self._listed(source.index_url, uri)
+            if listed is not None:
+                version = version or listed.version
+                models = models if models is not None else listed.models
+        where = f"source.packages.{kind.value} ({named.file})"
+        unlisted = f" nor listed in {source.index_url}" if source.index_url else ""
+        if version is None:
+            raise PreconditionError(
+                subject=f"{kind.value} firmware",
+                reason=f"{where}: version unknown (not in the file name{unlisted}); "
+                f"set source.packages.{kind.value}.version",
+            )
+        if models is None:
+            raise PreconditionError(
+                subject=f"{kind.value} firmware",
+                reason=f"{where}: the server models it is for are unknown (not given{unlisted}); "
+                f'set source.packages.{kind.value}.models, e.g. ["PowerEdge R640"]',
+            )
+        package = Package(
+            uri=uri,
+            file=posixpath.basename(named.file),
+            component=kind,
+            version=version,
+            component_id=listed.component_id if listed else None,
+            models=models,
+            name=listed.name if listed else None,
+        )
+        _check_model(package, model, where=where)
+        return package
+
+    async def _listed(self, index_url: str, uri: str) -> Package | None:
+        """The index entry of the file at ``uri`` (None: not listed, or no index there)."""
+        try:
+            document = json_document(await self.fetch(index_url), target=index_url)
+        except NotFoundError:
+            return None
+        for entry in parse_index(document, where=index_url):
+            if str(httpx.URL(index_url).join(entry.uri)) == uri:
+                return entry
+        return None
 
     async def _from_catalog(
         self, source: DellCatalog, kind: ComponentKind, model: str | None, cid: str | None
@@ -245,18 +292,37 @@ async def resolve_package(
         )
 
 
-def _direct(source: DirectUrl, kind: ComponentKind) -> Package:
+def _direct(source: DirectUrl, kind: ComponentKind, model: str | None) -> Package:
     if source.component != kind:
         raise PreconditionError(
             subject=f"{kind.value} firmware",
             reason=f"the direct URL {source.url} is a {source.component.value} package",
         )
     path = httpx.URL(source.url).path
-    return Package(
+    package = Package(
         uri=source.url,
         file=posixpath.basename(path),
         component=kind,
-        version=source.version or dup_version(path),
+        version=source.known_version,
+        models=source.models,
+    )
+    _check_model(package, model, where=f"source.url ({package.file})")
+    return package
+
+
+def _check_model(package: Package, model: str | None, *, where: str) -> None:
+    """Refuse a named package not meant for ``model`` (no models listed: fits every model).
+
+    Raises:
+        PreconditionError: The package lists models and ``model`` is not one of them.
+    """
+    if model is None or not package.models:
+        return
+    if any(model_key(m) == model_key(model) for m in package.models):
+        return
+    raise PreconditionError(
+        subject=f"{package.component.value} firmware",
+        reason=f"{where} is for {', '.join(package.models)}, not for model {model}",
     )
 
 

@@ -9,6 +9,13 @@ block field can hold any of them:
   online one by default or a mirror; applied with InstallFromRepository.
 - :class:`DirectUrl` (``"url"``): one package at one URL.
 
+A package the operator names (a direct URL, or a file named per component in
+a repository) must say which version it installs and which server models it
+is for: from the fields, the Dell file name (version) or, for a repository,
+its index. Without them rackflow could neither skip a server that is already
+current nor refuse one the package is not for, so validation refuses what it
+can already tell is missing.
+
 Validation does no network I/O; fetching and choosing a package is
 :mod:`clients.firmware.repository`'s job.
 """
@@ -17,7 +24,6 @@ from __future__ import annotations
 
 import posixpath
 from collections.abc import Mapping
-from enum import StrEnum
 from typing import Annotated, Any, Literal
 
 import httpx
@@ -32,6 +38,13 @@ from pydantic import (
 )
 
 from clients.errors import PreconditionError
+from clients.firmware.components import (
+    UPDATE_ORDER,
+    ApplyTime,
+    parse_component,
+    parse_components,
+)
+from clients.firmware.package import dup_version
 from clients.redfish.models import ComponentKind
 
 __all__ = [
@@ -42,52 +55,15 @@ __all__ = [
     "DirectUrl",
     "FirmwareSource",
     "HttpRepository",
+    "NamedPackage",
     "RepositoryShare",
     "parse_component",
+    "parse_components",
     "parse_source",
 ]
 
 # Dell's current online catalog (the old downloads.dell.com/Catalog.xml is gone).
 DELL_ONLINE_CATALOG = "https://dl.dell.com/catalog/catalog.xml.gz"
-
-# The order of a full server update (IDRAC.md): iDRAC first, backplane last.
-UPDATE_ORDER: tuple[ComponentKind, ...] = (
-    ComponentKind.IDRAC,
-    ComponentKind.BIOS,
-    ComponentKind.CPLD,
-    ComponentKind.RAID,
-    ComponentKind.NIC,
-    ComponentKind.BACKPLANE,
-)
-
-
-class ApplyTime(StrEnum):
-    """``@Redfish.OperationApplyTime`` of a SimpleUpdate."""
-
-    ON_RESET = "OnReset"
-    IMMEDIATE = "Immediate"
-
-
-def parse_component(value: ComponentKind | str) -> ComponentKind:
-    """Read an updatable component name: idrac, bios, cpld, raid, nic or backplane.
-
-    Args:
-        value: A ComponentKind or its name, any case.
-
-    Returns:
-        The component kind.
-
-    Raises:
-        PreconditionError: Not one of the updatable components.
-    """
-    text = str(value).strip().lower()
-    for kind in UPDATE_ORDER:
-        if kind.value == text:
-            return kind
-    allowed = ", ".join(k.value for k in UPDATE_ORDER)
-    raise PreconditionError(
-        subject="component", reason=f"unknown component {value!r}; expected one of {allowed}"
-    )
 
 
 def _component(value: Any) -> ComponentKind:
@@ -129,8 +105,65 @@ def _relative_file(value: str, *, field: str) -> str:
     return text
 
 
+def _models(value: Any, *, field: str) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if isinstance(value, str) or not isinstance(value, list | tuple):
+        raise ValueError(f'{field}: a list of model names, e.g. ["PowerEdge R640"]')
+    names = tuple(str(m).strip() for m in value)
+    if not all(names):
+        raise ValueError(f"{field}: empty model name")
+    return names
+
+
 class _Source(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class NamedPackage(_Source):
+    """One package named by the operator in a repository, and what it is for.
+
+    ``version`` and ``models`` left out are read from the Dell file name
+    (version) or the repository's index entry for the same file; a package
+    with neither is refused before any server is touched.
+    """
+
+    file: str = Field(description="Package file, relative to the repository's base_url")
+    version: str | None = Field(
+        default=None,
+        description="Version it installs; None: from the Dell file name, else the index",
+    )
+    models: tuple[str, ...] = Field(
+        default=(),
+        description='Server models it is for (["PowerEdge R640"] or ["R640"]); '
+        "empty: from the repository index",
+    )
+
+    @field_validator("file")
+    @classmethod
+    def _check_file(cls, value: str) -> str:
+        return _relative_file(value, field="file")
+
+    @field_validator("version")
+    @classmethod
+    def _check_version(cls, value: str | None) -> str | None:
+        return _version(value)
+
+    @field_validator("models", mode="before")
+    @classmethod
+    def _check_models(cls, value: Any) -> tuple[str, ...]:
+        return _models(value, field="models")
+
+    @property
+    def known_version(self) -> str | None:
+        """The version given, else the one in the Dell file name (None: neither)."""
+        return self.version or dup_version(self.file)
+
+
+def _version(value: str | None) -> str | None:
+    if value is not None and not value.strip():
+        raise ValueError("version: empty; leave it out to read it from the file name")
+    return None if value is None else value.strip()
 
 
 class HttpRepository(_Source):
@@ -139,13 +172,18 @@ class HttpRepository(_Source):
     Packages are named per component in ``packages`` (relative to
     ``base_url``) or listed in the ``index`` JSON file (``index.json``:
     ``{"packages": [{file, component, component_id, version, models}]}``).
-    Explicit ``packages`` win over the index.
+    Explicit ``packages`` win over the index. A named package is a file name
+    (``"BIOS_8R8XJ_WN64_2.19.1.EXE"``) or ``{file, version, models}``; what it
+    leaves out comes from the index entry of the same file, and with no index
+    it must give its models (and its version, unless the Dell file name has it).
     """
 
     kind: Literal["repository"] = "repository"
     base_url: str = Field(description="Repository URL, http(s)://host[:port]/path/")
-    packages: dict[ComponentKind, str] | None = Field(
-        default=None, description="Package file per component, relative to base_url"
+    packages: dict[ComponentKind, NamedPackage] | None = Field(
+        default=None,
+        description="Package per component: a file relative to base_url, or "
+        "{file, version, models}",
     )
     index: str | None = Field(
         default="index.json", description="Index file relative to base_url; None for no index"
@@ -166,9 +204,8 @@ class HttpRepository(_Source):
             return None
         if not isinstance(value, Mapping):
             raise ValueError("packages: must map component names to file names")
-        return {
-            _component(k): _relative_file(str(v), field=f"packages[{k}]") for k, v in value.items()
-        }
+        # A bare file name is the short form of {"file": name}.
+        return {_component(k): {"file": v} if isinstance(v, str) else v for k, v in value.items()}
 
     @field_validator("index")
     @classmethod
@@ -179,6 +216,19 @@ class HttpRepository(_Source):
     def _needs_something(self) -> HttpRepository:
         if not self.packages and self.index is None:
             raise ValueError("a repository needs packages per component or an index file")
+        if self.index is None:  # nothing to look a named package up in: it must say it all
+            for kind, named in (self.packages or {}).items():
+                where = f"packages.{kind.value}"
+                if named.known_version is None:
+                    raise ValueError(
+                        f"{where}.version: the file name {named.file!r} carries no Dell "
+                        "version and the repository has no index; set the version it installs"
+                    )
+                if not named.models:
+                    raise ValueError(
+                        f"{where}.models: the repository has no index to read them from; "
+                        'set the server models the package is for, e.g. ["PowerEdge R640"]'
+                    )
         return self
 
     def url_of(self, file: str) -> str:
@@ -253,13 +303,22 @@ class DellCatalog(_Source):
 
 
 class DirectUrl(_Source):
-    """One Dell Update Package at one URL, for one component."""
+    """One Dell Update Package at one URL, for one component and some server models.
+
+    The package itself is only downloaded by the iDRAC, so what it installs
+    and which models it is for are told here: ``models`` always, ``version``
+    unless the Dell file name carries it.
+    """
 
     kind: Literal["url"] = "url"
     url: str = Field(description="http(s) URL of the package (the iDRAC downloads it)")
     component: ComponentKind = Field(description="Which component the package updates")
     version: str | None = Field(
         default=None, description="Version the package installs; None: read from the file name"
+    )
+    models: tuple[str, ...] = Field(
+        default=(),
+        description='Server models the package is for, e.g. ["PowerEdge R640"] (required)',
     )
 
     @field_validator("url")
@@ -275,9 +334,31 @@ class DirectUrl(_Source):
     @field_validator("version")
     @classmethod
     def _check_version(cls, value: str | None) -> str | None:
-        if value is not None and not value.strip():
-            raise ValueError("version: empty; leave it out to read it from the file name")
-        return None if value is None else value.strip()
+        return _version(value)
+
+    @field_validator("models", mode="before")
+    @classmethod
+    def _check_models(cls, value: Any) -> tuple[str, ...]:
+        return _models(value, field="models")
+
+    @model_validator(mode="after")
+    def _knows_what_it_is(self) -> DirectUrl:
+        if self.known_version is None:
+            raise ValueError(
+                f"version: the file name {posixpath.basename(httpx.URL(self.url).path)!r} "
+                "carries no Dell version; set the version the package installs"
+            )
+        if not self.models:
+            raise ValueError(
+                "models: set the server models the package is for, e.g. "
+                '["PowerEdge R640"] (a package is never sent to a server it cannot be checked for)'
+            )
+        return self
+
+    @property
+    def known_version(self) -> str | None:
+        """The version given, else the one in the Dell file name (None: neither)."""
+        return self.version or dup_version(httpx.URL(self.url).path)
 
 
 FirmwareSource = Annotated[HttpRepository | DellCatalog | DirectUrl, Field(discriminator="kind")]

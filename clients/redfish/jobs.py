@@ -2,8 +2,10 @@
 
 Frozen pydantic models read from the Dell job view
 (``/redfish/v1/Managers/iDRAC.Embedded.1/Jobs/JID_x``), TaskService as a
-fallback, ``DellLCService.GetRemoteServicesAPIStatus`` and the CIM XML of
-``GetRepoBasedUpdateList``. Missing optional fields are None, never a KeyError.
+fallback, and ``DellLCService.GetRemoteServicesAPIStatus``; which pending
+jobs are whose (names, states that have not run). The CIM XML of
+``GetRepoBasedUpdateList`` is parsed in :mod:`clients.redfish.update_repo_list`
+(re-exported here). Missing optional fields are None, never a KeyError.
 """
 
 from __future__ import annotations
@@ -15,19 +17,22 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict
 
 from clients.errors import ProtocolError
-from clients.firmware._xml import local_name, parse_untrusted_xml
-from clients.redfish.models import ComponentKind, classify_component
+from clients.redfish.models import ComponentKind
+from clients.redfish.update_repo_list import RepoUpdate, parse_package_list
 
 __all__ = [
     "DONE_STATES",
     "FAILURE_STATES",
     "FINAL_STATES",
+    "JOB_NAME_WORDS",
+    "NOT_RUN_STATES",
     "STAGED_STATES",
     "SUCCESS_STATES",
     "DellJob",
     "JobState",
     "LcStatus",
     "RepoUpdate",
+    "interrupted_starts",
     "parse_package_list",
 ]
 
@@ -65,6 +70,31 @@ FAILURE_STATES = frozenset({JobState.FAILED, JobState.REBOOT_FAILED, JobState.UN
 FINAL_STATES = SUCCESS_STATES | FAILURE_STATES
 # Where an OnReset update waits for the host reboot.
 STAGED_STATES = frozenset({JobState.SCHEDULED, JobState.DOWNLOADED})
+# A job in these states has flashed nothing yet: deleting it is safe (a Running
+# job cannot be deleted on its own, and deleting it would be no undo anyway).
+# RebootPending: an Immediate job waiting for the reboot the iDRAC is about to do.
+NOT_RUN_STATES = frozenset(
+    {
+        JobState.NEW,
+        JobState.SCHEDULING,
+        JobState.SCHEDULED,
+        JobState.DOWNLOADING,
+        JobState.DOWNLOADED,
+        JobState.WAITING,
+        JobState.READY_FOR_EXECUTION,
+        JobState.REBOOT_PENDING,
+    }
+)
+# How Dell job names spell a component ("Firmware Update: Network" is a NIC).
+JOB_NAME_WORDS = {
+    ComponentKind.IDRAC: ("idrac",),
+    ComponentKind.BIOS: ("bios",),
+    ComponentKind.CPLD: ("cpld",),
+    ComponentKind.RAID: ("raid",),
+    ComponentKind.NIC: ("nic", "network"),
+    ComponentKind.BACKPLANE: ("backplane",),
+}
+_FIRMWARE_JOB_NAME = "firmware update"
 # "The Job was in running state and made no progress for the allocated time."
 HUNG_MESSAGE_IDS = ("JCP052",)
 
@@ -142,6 +172,48 @@ class DellJob(_Frozen):
     def is_final(self) -> bool:
         """Whether the job will not change any more."""
         return self.is_success or self.is_failure
+
+    @property
+    def has_run(self) -> bool:
+        """Whether the job may have flashed something (it is past :data:`NOT_RUN_STATES`)."""
+        return self.state not in NOT_RUN_STATES
+
+    @property
+    def is_firmware_update(self) -> bool:
+        """A firmware job (SimpleUpdate, or one component of a repository update)."""
+        if self.job_type:
+            return self.job_type.lower() == "firmwareupdate"
+        return (self.name or "").lower().startswith(_FIRMWARE_JOB_NAME)
+
+    @property
+    def is_repository_update(self) -> bool:
+        """The RepositoryUpdate job of InstallFromRepository itself."""
+        return (self.job_type or "").lower() == "repositoryupdate" or "repository update" in (
+            self.name or ""
+        ).lower()
+
+    def names(self, kind: ComponentKind) -> bool:
+        """Whether the job's name says it updates this component ("Firmware Update: BIOS")."""
+        name = (self.name or "").lower()
+        return any(w in name for w in JOB_NAME_WORDS.get(kind, (str(kind),)))
+
+    def may_update(self, kind: ComponentKind) -> bool:
+        """A firmware job that names this component, or names none yet.
+
+        The iDRAC names a job after its component only once it has read the
+        package ("Firmware Update" while downloading); a job of a known other
+        component is not this one.
+
+        Args:
+            kind: The component.
+        """
+        if not self.is_firmware_update:
+            return False
+        return self.names(kind) or (self.name or "").strip().lower() == _FIRMWARE_JOB_NAME
+
+    def describe(self) -> str:
+        """``JID_x (Firmware Update: BIOS, Scheduled)``, for messages."""
+        return f"{self.id} ({self.name or 'unnamed'}, {self.state})"
 
     def messages(self) -> list[str]:
         """The job's message with its id, for errors and reports."""
@@ -221,6 +293,38 @@ class DellJob(_Frozen):
         )
 
 
+def interrupted_starts(pending: list[DellJob], components: list[ComponentKind]) -> list[DellJob]:
+    """The jobs an interrupted start of these components may have left, if unambiguous.
+
+    A run killed between its update request and recording the job id in the
+    inventory leaves a note "starting <components>" without a job id. The
+    run's pre-check had found no pending job it had not recorded, and it held
+    the machine's lease: a pending job that no run recorded was created since
+    (the Dell job views have no creation time to check it by). Each component
+    may account for one firmware job naming it (or none yet), plus one
+    RepositoryUpdate job for a catalog; with two candidates for one component,
+    none is taken (a person must look).
+
+    Args:
+        pending: Unfinished jobs no rackflow run recorded.
+        components: What the interrupted run was starting.
+
+    Returns:
+        The jobs to treat as that run's own.
+    """
+    taken: list[DellJob] = []
+    for kind in components:
+        fits = [j for j in pending if j.may_update(kind) and j not in taken]
+        named = [j for j in fits if j.names(kind)]
+        pick = named if len(named) == 1 else fits
+        if len(pick) == 1:
+            taken.append(pick[0])
+    repository = [j for j in pending if j.is_repository_update]
+    if components and len(repository) == 1:
+        taken.append(repository[0])
+    return taken
+
+
 class LcStatus(_Frozen):
     """``DellLCService.GetRemoteServicesAPIStatus``: is the iDRAC ready for jobs."""
 
@@ -253,106 +357,3 @@ class LcStatus(_Frozen):
             server_status=_text(data, "ServerStatus"),
             rt_status=_text(data, "RTStatus"),
         )
-
-
-class RepoUpdate(_Frozen):
-    """One ``DCIM_RepoUpdateSWID`` instance of ``GetRepoBasedUpdateList``: one pending update."""
-
-    display_name: str | None = None
-    package_name: str | None = None
-    package_path: str | None = None
-    package_version: str | None = None
-    component_id: str | None = None
-    component_type: str | None = None
-    criticality: str | None = None
-    reboot_type: str | None = None
-    target: str | None = None
-    installed_versions: tuple[str, ...] = ()
-    job_id: str | None = None
-
-    @property
-    def installed_version(self) -> str | None:
-        """The version installed now (first of ``ComponentInstalledVersion``)."""
-        return self.installed_versions[0] if self.installed_versions else None
-
-    @property
-    def criticality_label(self) -> str | None:
-        """1 Recommended, 2 Urgent, 3 Optional."""
-        labels = {"1": "Recommended", "2": "Urgent", "3": "Optional"}
-        return labels.get(self.criticality or "", self.criticality)
-
-    @property
-    def fqdd(self) -> str | None:
-        """FQDD from ``Target``: ``DCIM:INSTALLED#741__BIOS.Setup.1-1`` -> ``BIOS.Setup.1-1``."""
-        if not self.target:
-            return None
-        if "__" in self.target:
-            return self.target.split("__", 1)[1]
-        parts = self.target.split("#")  # DCIM:INSTALLED#iDRAC.Embedded.1-1#IDRACinfo
-        if len(parts) > 1:
-            return parts[1] or None
-        return self.target  # a bare FQDD
-
-    @property
-    def kind(self) -> ComponentKind:
-        """Component kind from the FQDD and component id."""
-        return classify_component(self.fqdd or "", self.component_id)
-
-
-_FIELDS = {
-    "DisplayName": "display_name",
-    "PackageName": "package_name",
-    "PackagePath": "package_path",
-    "PackageVersion": "package_version",
-    "ComponentID": "component_id",
-    "ComponentType": "component_type",
-    "Criticality": "criticality",
-    "RebootType": "reboot_type",
-    "Target": "target",
-    "JobID": "job_id",
-}
-
-
-def _values(prop: Any) -> list[str]:
-    """VALUE children of a PROPERTY, or of a PROPERTY.ARRAY's VALUE.ARRAY."""
-    out: list[str] = []
-    for node in prop.iter():
-        if local_name(node.tag) == "VALUE" and node.text and node.text.strip():
-            out.append(node.text.strip())
-    return out
-
-
-def parse_package_list(xml_text: str, *, target: str) -> list[RepoUpdate]:
-    """Parse the CIM XML ``PackageList`` of ``GetRepoBasedUpdateList``.
-
-    Args:
-        xml_text: The ``PackageList`` string.
-        target: Where it came from.
-
-    Returns:
-        One RepoUpdate per ``INSTANCENAME CLASSNAME="DCIM_RepoUpdateSWID"``.
-
-    Raises:
-        ProtocolError: Malformed XML.
-    """
-    root = parse_untrusted_xml(xml_text, target=target)
-    updates: list[RepoUpdate] = []
-    # An iDRAC sends VALUE.NAMEDINSTANCE > INSTANCENAME (the key) + INSTANCE (the
-    # PROPERTY elements); elements without PROPERTY children (the key) are skipped.
-    for instance in root.iter():
-        if local_name(instance.tag) not in ("INSTANCE", "INSTANCENAME"):
-            continue
-        if instance.get("CLASSNAME") not in (None, "DCIM_RepoUpdateSWID"):
-            continue
-        if not any(local_name(p.tag).startswith("PROPERTY") for p in instance):
-            continue
-        fields: dict[str, Any] = {}
-        for prop in instance:
-            name = prop.get("NAME")
-            values = _values(prop)
-            if name == "ComponentInstalledVersion":
-                fields["installed_versions"] = tuple(values)
-            elif name in _FIELDS and values:
-                fields[_FIELDS[name]] = values[0]
-        updates.append(RepoUpdate(**fields))
-    return updates

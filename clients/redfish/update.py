@@ -48,6 +48,8 @@ logger = logging.getLogger("rackflow.clients.redfish.update")
 ProgressCallback = Callable[[DellJob], Awaitable[None] | None]
 
 CLEAR_ALL = "JID_CLEARALL"
+# "Invalid Job ID": the job is not (or no longer) in the queue.
+_UNKNOWN_JOB = "SUP011"
 
 
 class DellUpdates(HostOps, RepositoryOps):
@@ -216,6 +218,33 @@ class DellUpdates(HostOps, RepositoryOps):
         """
         await self._bmc.post(DELETE_JOB_QUEUE, {"JobID": check_job_id(job_id)}, idempotent=True)
         logger.info("job queue %s deleted on %s", job_id, self._bmc.base_url)
+
+    async def delete_job(self, job_id: str) -> bool:
+        """Delete one job through ``DellJobService.DeleteJobQueue`` (never the whole queue).
+
+        Args:
+            job_id: A ``JID_...`` (``JID_CLEARALL`` is refused: use :meth:`clear_job_queue`).
+
+        Returns:
+            True when deleted, False when the iDRAC no longer knows the job.
+
+        Raises:
+            PreconditionError: Not a single job id.
+            RemoteError: The iDRAC refused, e.g. ``SUP018`` for a running job.
+            RackflowError: Other errors of the POST.
+        """
+        if check_job_id(job_id).upper().startswith(CLEAR_ALL):
+            raise PreconditionError(subject="job_id", reason=f"{job_id} is not one job")
+        try:
+            await self._bmc.post(DELETE_JOB_QUEUE, {"JobID": job_id}, idempotent=True)
+        except NotFoundError:
+            return False
+        except RemoteError as exc:
+            if (exc.code or "").endswith(_UNKNOWN_JOB):
+                return False
+            raise
+        logger.info("job %s deleted on %s", job_id, self._bmc.base_url)
+        return True
 
     async def wait_for_job(
         self,

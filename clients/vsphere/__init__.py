@@ -20,6 +20,13 @@ socket errors / TLS failures                          TransportError / TlsError
 
 from clients.vsphere.client import VSphereClient
 from clients.vsphere.faults import translate_error
-from clients.vsphere.models import EsxiHost, service_tag_of
+from clients.vsphere.models import EsxiHost, MaintenanceOptions, VsanMode, service_tag_of
 
-__all__ = ["EsxiHost", "VSphereClient", "service_tag_of", "translate_error"]
+__all__ = [
+    "EsxiHost",
+    "MaintenanceOptions",
+    "VSphereClient",
+    "VsanMode",
+    "service_tag_of",
+    "translate_error",
+]

@@ -24,7 +24,7 @@ from clients.errors import (
     TransportError,
 )
 from clients.vsphere.faults import task_failure, translate_error
-from clients.vsphere.models import EsxiHost, clean, service_tag_of
+from clients.vsphere.models import EsxiHost, MaintenanceOptions, clean, service_tag_of
 
 __all__ = ["VSphereClient"]
 
@@ -36,6 +36,8 @@ _connect: Any = SmartConnect
 _disconnect: Any = Disconnect
 _query: Any = vmodl.query.PropertyCollector
 _HostSystem: Any = vim.HostSystem
+_MaintenanceSpec: Any = vim.host.MaintenanceSpec
+_DecommissionMode: Any = vim.vsan.host.DecommissionMode
 
 _HOST_PROPERTIES = [
     "name",
@@ -280,7 +282,7 @@ class VSphereClient:
 
     # -- acting -------------------------------------------------------------
     def enter_maintenance(
-        self, moid: str, *, timeout_s: float, evacuate_powered_off: bool = False
+        self, moid: str, *, timeout_s: float, options: MaintenanceOptions | None = None
     ) -> bool:
         """Put a host in maintenance mode and wait for it (check-then-act).
 
@@ -290,7 +292,7 @@ class VSphereClient:
         Args:
             moid: Host moid.
             timeout_s: Deadline for the whole operation.
-            evacuate_powered_off: Also move powered-off VMs away (vCenter, DRS).
+            options: Evacuation (powered-off VMs, vSAN data); None: vCenter's defaults.
 
         Returns:
             True if the host entered now, False if it already was in maintenance.
@@ -300,13 +302,22 @@ class VSphereClient:
             PreconditionError: vCenter refused (host not connected, wrong state).
             JobFailedError: The task failed otherwise.
         """
+        options = options or MaintenanceOptions()
         host = self.host(moid)
         if host.in_maintenance:
             logger.info("%s is already in maintenance mode", host.name)
             return False
+        extra: dict[str, Any] = {}
+        if options.vsan_mode is not None:
+            # Sent only when asked: without it vCenter applies its own vSAN default.
+            extra["maintenanceSpec"] = _MaintenanceSpec(
+                vsanMode=_DecommissionMode(objectAction=options.vsan_mode)
+            )
         with self._errors(read=False):
             task = _HostSystem(moid, self._stub()).EnterMaintenanceMode_Task(
-                timeout=max(1, math.ceil(timeout_s)), evacuatePoweredOffVms=evacuate_powered_off
+                timeout=max(1, math.ceil(timeout_s)),
+                evacuatePoweredOffVms=options.evacuate_powered_off_vms,
+                **extra,
             )
         self._wait_task(
             task, subject=host.name, operation="enter maintenance mode", timeout_s=timeout_s

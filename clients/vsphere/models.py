@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
-__all__ = ["EsxiHost", "clean", "service_tag_of"]
+__all__ = ["EsxiHost", "MaintenanceOptions", "VsanMode", "clean", "service_tag_of"]
+
+# vim.vsan.host.DecommissionMode.ObjectAction: what happens to the vSAN data a host holds.
+VsanMode = Literal["ensureObjectAccessibility", "evacuateAllData", "noAction"]
 
 # Values BIOSes put in identity fields when nobody filled them in.
 _PLACEHOLDERS = {"", "0", "none", "not specified", "to be filled by o.e.m.", "default string"}
@@ -34,6 +37,33 @@ class EsxiHost(BaseModel):
     def available(self) -> bool:
         """Connected and not in maintenance mode: it carries workloads."""
         return self.connection_state == "connected" and not self.in_maintenance
+
+
+class MaintenanceOptions(BaseModel):
+    """How vCenter evacuates a host entering maintenance mode.
+
+    The defaults send what rackflow always sent: powered-off VMs stay, and no
+    ``maintenanceSpec``, so vCenter applies its own vSAN default
+    (``ensureObjectAccessibility`` on a vSAN cluster; nothing elsewhere).
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    evacuate_powered_off_vms: bool = Field(
+        default=False,
+        description=(
+            "Also move powered-off VMs away (DRS re-registers them on other hosts; "
+            "without DRS vCenter waits until they are moved by hand)"
+        ),
+    )
+    vsan_mode: VsanMode | None = Field(
+        default=None,
+        description=(
+            "vSAN data of the host: ensureObjectAccessibility (keep every object "
+            "reachable), evacuateAllData (full copy elsewhere; slow), noAction; "
+            "None: vCenter's default"
+        ),
+    )
 
 
 def clean(value: Any) -> str | None:
