@@ -200,7 +200,9 @@ async def update_server_components(
     """All components of one server, in order, in one maintenance window."""
     opts = _OPTIONS.get()
     try:
-        async with machine_lease(server.identity, wait_s=lease_wait_s, ensure_limit=False):
+        async with machine_lease(
+            server.identity, wait_s=lease_wait_s, ensure_limit=False, label=False
+        ):
             ready = await prepare_server(server, opts, read_firmware=True)
             if isinstance(ready, str):
                 res = ServerUpdateResult(

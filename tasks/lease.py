@@ -163,13 +163,19 @@ class _Lease:
     that fails to renew three times, cancels the holder (as ``strict=True``).
     """
 
-    def __init__(self, client: PrefectClient, machine: str, duration_s: float) -> None:
+    def __init__(
+        self, client: PrefectClient, machine: str, duration_s: float, *, label: bool = True
+    ) -> None:
         self.client = client
+        self.label = label
         self.machine = machine
         self.name = lease_name(machine)
         self.duration_s = duration_s
         self.lease_id: UUID | None = None
         self.lost: str | None = None
+        # The holder label is written beside the body, not before it: a rollout
+        # hands slots from server to server and this is off its critical path.
+        self._marking: asyncio.Task[None] | None = None
 
     async def take(self, deadline: float, stop: StopCheck | None, stop_every_s: float) -> bool:
         """Take the slot; False when ``deadline`` (monotonic) passed first.
@@ -199,7 +205,10 @@ class _Lease:
                 body = response.json()
                 if body.get("limits"):
                     self.lease_id = UUID(body["lease_id"])
-                    await mark_holder(self.client, self.machine, held=True)
+                    if self.label:
+                        self._marking = asyncio.create_task(
+                            mark_holder(self.client, self.machine, held=True)
+                        )
                     return True
                 # No such limit (deleted after ensure_machine_limits?): Prefect would
                 # let everyone in. Create it and ask again.
@@ -269,9 +278,15 @@ class _Lease:
         _orphans.add(release)
         release.add_done_callback(_orphans.discard)
 
+    async def marked(self) -> None:
+        """Wait for the holder label (before the lease's client closes, and before unmarking)."""
+        if self._marking is not None:
+            with contextlib.suppress(Exception):  # best effort (mark_holder logs its errors)
+                await asyncio.shield(self._marking)
+
     async def release(self) -> None:
         """Give the slot back (best effort: an unreleased lease expires by itself)."""
-        await self._release(self.lease_id, unmark=True)
+        await self._release(self.lease_id, unmark=self.label)
 
     async def _release(self, lease_id: object, *, unmark: bool = False) -> None:
         if lease_id is None:
@@ -332,6 +347,7 @@ async def machine_lease(
     renew_every_s: float | None = None,
     stop: StopCheck | None = None,
     stop_every_s: float = 5.0,
+    label: bool = True,
 ) -> AsyncIterator[UUID]:
     """Hold the machine's lease (creating its limit on first use) while acting on it.
 
@@ -355,6 +371,10 @@ async def machine_lease(
             of its duration).
         stop: Asked while waiting: a reason stops the wait (:class:`LeaseWaitStopped`).
         stop_every_s: How often ``stop`` is asked while waiting.
+        label: Label the run as the holder while it holds the lease, so that a busy
+            error elsewhere names it (two API calls). Runs over a fleet (rollouts,
+            tagged with every machine up front) pass False: a busy error then names
+            the runs filed under the machine.
 
     Yields:
         The Prefect lease id (for diagnostics); the body runs while the lease is held.
@@ -368,7 +388,7 @@ async def machine_lease(
     if tag:
         await tag_current_run([machine])
     async with get_client() as client:
-        lease = _Lease(client, machine, max(60.0, lease_duration_s))
+        lease = _Lease(client, machine, max(60.0, lease_duration_s), label=label)
         if ensure_limit:
             try:
                 await client.upsert_global_concurrency_limit_by_name(lease.name, limit=1)
@@ -393,6 +413,7 @@ async def machine_lease(
             keeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await keeper
+            await lease.marked()  # done long ago in practice; "released" must come after it
             if releases is not None:
                 releases.add(lease.release())
             else:

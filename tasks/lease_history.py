@@ -94,7 +94,9 @@ async def lease_holders(machine: str) -> list[str]:
         machine: Machine id.
 
     Returns:
-        Usually one run; empty when the holder is not a flow run (or not labelled).
+        Usually the one labelled holder; when no run is labelled (fleet runs do not
+        label), ``["one of A, B"]`` for the runs filed under the machine; empty when
+        no run is (the holder is not a flow run).
     """
     key = holder_label(machine)
     async with get_client() as client:
@@ -105,4 +107,11 @@ async def lease_holders(machine: str) -> list[str]:
             )
         )
     mine = str(flow_run.id) if flow_run.id else None
-    return [f"{r.name} ({r.id})" for r in runs if r.labels.get(key) == _HELD and str(r.id) != mine]
+    others = [r for r in runs if str(r.id) != mine]
+    held = [f"{r.name} ({r.id})" for r in others if r.labels.get(key) == _HELD]
+    if held or not others:
+        return held
+    # Runs over a fleet do not label each lease (machine_lease(label=False)): name the
+    # runs filed under the machine that are not known to be only waiting for it.
+    maybe = [f"{r.name} ({r.id})" for r in others if r.labels.get(key) != _RELEASED]
+    return [f"one of {', '.join(maybe)}"] if len(maybe) > 1 else maybe

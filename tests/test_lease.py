@@ -74,8 +74,8 @@ async def test_jobs_on_different_machines_run_together(prefect_harness):
 
 
 @flow(name="lease-holder-until-released")
-async def hold_until_released(machine: str) -> str:
-    async with machine_lease(machine, wait_s=60):
+async def hold_until_released(machine: str, label: bool = True) -> str:
+    async with machine_lease(machine, wait_s=60, label=label):
         EVENTS.append(("in", machine, str(flow_run.id)))
         await RELEASE[machine].wait()
         EVENTS.append(("out", machine, str(flow_run.id)))
@@ -223,3 +223,21 @@ async def test_lost_lease_stops_the_holder(prefect_harness):
     with pytest.raises(MachineLeaseLost, match="machine LOST001: lease lost"):
         await state.result()
     assert [e[0] for e in EVENTS] == ["lost"]  # cancelled, never went on acting
+
+
+async def test_a_fleet_run_not_labelling_its_lease_is_still_named_when_busy(prefect_harness):
+    # Rollouts skip the holder label (two API calls per server): the busy error then
+    # names the runs filed under the machine, here only the holder.
+    EVENTS.clear()
+    RELEASE["FLEET01"] = asyncio.Event()
+    holder = asyncio.create_task(hold_until_released("FLEET01", label=False))
+    holder_id = await entered("FLEET01")
+    state = await hold("FLEET01", 0.1, wait_s=1.0, return_state=True)
+    with pytest.raises(MachineBusyError, match=r"machine busy with .+ \(waited 1 s\)") as err:
+        await state.result()
+    assert holder_id in str(err.value) and "one of" not in str(err.value)
+    async with get_client() as client:
+        run = await client.read_flow_run(holder_id)
+    assert not any(k.startswith("rackflow.lease.") for k in run.labels)  # no label written
+    RELEASE["FLEET01"].set()
+    assert await holder == holder_id
