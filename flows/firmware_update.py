@@ -26,6 +26,7 @@ from clients.firmware.sources import (
     parse_components,
 )
 from clients.inventory import ServerRecord
+from clients.inventory.query import TargetQuery
 from clients.redfish.jobs import RepoUpdate
 from clients.redfish.models import ComponentKind
 from clients.vsphere import MaintenanceOptions
@@ -43,7 +44,7 @@ from flows.rollout import (
 )
 from tasks.firmware import Readiness, check_server_ready, installed_of, summarize_versions
 from tasks.firmware_finish import wait_for_server
-from tasks.inventory import TargetQuery, load_target_servers, read_server_observation
+from tasks.inventory import load_target_servers, read_server_observation
 from tasks.lease import MachineBusyError, machine_lease
 
 FirmwareSource = Annotated[HttpRepository | DellCatalog | DirectUrl, Field(discriminator="kind")]

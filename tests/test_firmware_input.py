@@ -18,9 +18,10 @@ from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRun
 from blocks.inventory import InventoryStore
 from clients.errors import PreconditionError
 from clients.inventory import Inventory, ServerRecord, ServerStatus
+from clients.inventory.query import TargetQuery
 from flows.firmware_update import rolling_firmware_update
 from tasks.firmware import progress_key
-from tasks.inventory import TargetQuery, load_target_servers
+from tasks.inventory import load_target_servers
 from tests.fw_env import FAST, faults
 from tests.test_inventory import T0, obs
 
