@@ -125,6 +125,7 @@ async def test_busy_idrac_503s_are_waited_out(env_factory):
     state, summary = await _rollout(env, env.tags)
     assert state.is_completed(), summary.rows
     assert env.bmc(env.tags[0]).bios_version == env.target("bios")
+    assert env.bmc(env.tags[0]).unavailable_answers > 0  # it really was busy, and waited out
 
 
 async def test_rollout_halts_after_max_failures(env_factory):

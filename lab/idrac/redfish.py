@@ -78,6 +78,7 @@ async def _bmc_middleware(request: web.Request, handler: Handler) -> web.StreamR
         return _injected_error(bmc)
     if bmc.busy:
         # Starting up after a reset, or fault busy_503_s after a job started.
+        bmc.unavailable_answers += 1
         return _unavailable(max(1, round(bmc.clock.real_seconds(bmc.busy_until - bmc.clock.now()))))
     try:
         return await handler(request)

@@ -197,6 +197,7 @@ class BmcState:
         self.components: list[Component] = list(spec.components)
         self.sessions = SessionTable(clock=clock, max_sessions=max_sessions)
         self.requests: Counter[str] = Counter()
+        self.unavailable_answers = 0  # 503s served while busy (starting up, busy_503_s)
         self.hung_connections = 0
         self.rng = random.Random(spec.service_tag)
         self._username = username
