@@ -245,3 +245,65 @@ async def _latest_server_run(tag: str):
             ),
         )
     return run, await run.state.result(raise_on_failure=False), children
+
+
+async def test_several_servers_roll_with_the_cluster_limit(env_factory):
+    # Four servers in two clusters of two, two at once: every server fully updated, each
+    # host in maintenance mode once, never two hosts of one cluster at once.
+    env = await env_factory(count=4, cluster_size=2)
+    watcher = env.watch()
+    try:
+        state, summary = await _update(env, env.tags, max_parallel=2, max_unavailable_per_cluster=1)
+    finally:
+        watcher.stop()
+    assert state.is_completed(), state.message
+    for tag in env.tags:
+        assert _device_job_order(env, tag) == ORDER
+        assert env.bmc(tag).bios_version == env.target("bios")
+        assert {r.component: r.result for r in summary.rows if r.server == tag} == {
+            k: "updated" for k in ORDER
+        }
+    assert watcher.ever_in == set(env.host_of.values())
+    assert set(watcher.max_per_cluster.values()) == {1}
+    assert env.in_maintenance() == set()
+
+
+async def test_dry_run_of_several_servers_touches_nothing(env_factory):
+    env = await env_factory(count=2, cluster_size=2)
+    before = {t: (env.bmc(t).bios_version, env.resets(t)) for t in env.tags}
+    watcher = env.watch()
+    try:
+        state, summary = await _update(env, env.tags, max_parallel=2, dry_run=True)
+    finally:
+        watcher.stop()
+    assert state.is_completed(), state.message
+    for tag in env.tags:
+        assert _device_job_order(env, tag) == []  # no job on the device
+        assert (env.bmc(tag).bios_version, env.resets(tag)) == before[tag]
+        results = {r.component: r.result for r in summary.rows if r.server == tag}
+        assert results == {k: "would-update" for k in ORDER}
+    assert watcher.ever_in == set()  # never evacuated
+
+
+async def test_catalog_source_keeps_dells_order_one_component_at_a_time(env_factory):
+    # The full update reads the catalog and updates component by component (SimpleUpdate),
+    # not through the iDRAC's InstallFromRepository (which picks its own order).
+    env = await env_factory(count=1)
+    tag = env.tags[0]
+    catalog = {"kind": "catalog", "catalog_url": env.lab.repository.base_url + "/Catalog.xml"}
+    state = await full_server_update(
+        source=catalog,
+        targets=[tag],
+        credentials_block=env.names["redfish"],
+        vcenter_block=env.names.get("vcenter"),
+        inventory_block=env.names["inventory"],
+        deadlines=FAST,
+        lease_wait_s=120,
+        return_state=True,
+    )
+    assert state.is_completed(), state.message
+    assert _device_job_order(env, tag) == ORDER
+    counts = env.lab.request_counts()[env.bmc(tag).key]
+    assert counts.get(SIMPLE_UPDATE) == len(ORDER)
+    assert not [k for k in counts if k.endswith("InstallFromRepository")]
+    assert env.bmc(tag).bios_version == env.target("bios")
