@@ -154,15 +154,15 @@ async def test_a_reboot_whose_session_goes_silent_counts_as_accepted_once(
 ) -> None:
     # `reboot` acts and the host's network goes first: the session neither
     # answers nor closes until the machine is down (shutdown_s later). The
-    # client gives up on `reboot` after 1 s and cannot even open a channel
+    # client gives up on `reboot` after 2 s and cannot even open a channel
     # for `shutdown -r now`: the unanswered `reboot` was accepted; asking
-    # again, or retrying the task, would reboot the machine twice. (1 s: far
+    # again, or retrying the task, would reboot the machine twice. (2 s: far
     # longer than the fake `reboot` needs to act and silence the host, far
-    # shorter than the 2 s shutdown.)
-    with start_ssh_lab(tmp_path, subnet="127.78.25.0/24", shutdown_s=2.0) as lab:
+    # shorter than the 6 s shutdown, even on a loaded CI machine.)
+    with start_ssh_lab(tmp_path, subnet="127.78.25.0/24", shutdown_s=6.0) as lab:
         await lab.save_credentials(BLOCK)
         lab.sshd.set_faults(M1, SshFaults(hang=True, silent=True))
-        result = await reboot_and_watch(**watch(lab, M1, command_timeout_s=1.0))
+        result = await reboot_and_watch(**watch(lab, M1, command_timeout_s=2.0))
         assert result["command"] == "reboot"
         assert calls(lab, M1) == [("reboot", [], 0)]  # `shutdown -r now` never reached it
         assert ssh_events(lab, M1) == ["reboot"] and lab.snapshot(M1)["cycles"] == 1
