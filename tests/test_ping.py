@@ -96,8 +96,10 @@ async def test_wait_for_reachability_follows_a_reboot(lab: MachineLab) -> None:
     up = await wait_for_reachability(
         address, port=port, method="tcp", reachable=True, deadline_s=5, interval_s=0.02
     )
-    assert 0.2 <= down < 2.0  # shutdown_s 0.3: it answered until then
-    assert 0.4 <= up < 2.0  # boot_s 0.5
+    # Lower bounds: it answered until shutdown_s 0.3 / came back after boot_s 0.5; upper
+    # bounds only catch a wait that never ended (generous: a loaded CI machine).
+    assert 0.2 <= down < 5.0
+    assert 0.4 <= up < 5.0
     assert lab.snapshot(NAME)["cycles"] == 1
 
 
@@ -136,7 +138,7 @@ async def test_wait_for_reachability_uses_the_injected_clock_and_sleep(lab: Mach
         )
     assert sleeps == [3, 3, 3, 1]  # the last sleep is cut to the deadline
     assert caught.value.waited_s == 10
-    assert time.monotonic() - start < 2  # five real probes, no real sleeping
+    assert time.monotonic() - start < 5  # five real probes, no real sleeping (30 s if it slept)
 
 
 def no_icmp() -> None:

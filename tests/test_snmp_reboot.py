@@ -212,7 +212,7 @@ async def test_wrong_community_fails_fast_clearly_and_touches_nothing(
     ) as pdu:  # fmt: skip
         with pytest.raises(TransportError) as caught:
             await pdu.reboot("1")
-    assert time.monotonic() - started < 2.0
+    assert time.monotonic() - started < 10  # gave up after its 0.3 s timeout, no hang
     assert "no answer (wrong community or unreachable)" in str(caught.value)
     assert caught.value.retryable
 

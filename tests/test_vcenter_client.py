@@ -192,7 +192,7 @@ def test_wait_connected_follows_a_reconnect_and_has_a_deadline(vc: Vcsim) -> Non
         started = time.monotonic()
         with pytest.raises(DeadlineExceeded):
             client.wait_connected(moid, timeout_s=0.5)
-        assert 0.5 <= time.monotonic() - started < 3
+        assert 0.5 <= time.monotonic() - started < 10  # waited its timeout, then gave up
 
 
 def test_wrong_password_is_an_auth_error(vc: Vcsim) -> None:
