@@ -24,6 +24,7 @@ from blocks.ipmi import IpmiCredentials
 from blocks.snmp import SnmpCredentials
 from blocks.xen import XenCredentials
 from clients.inventory import Inventory, MachineEntry
+from flows.reboot_chain import ChainDeadlines, RebootResult
 from lab.machines.bugzilla import BugzillaFake
 from lab.machines.fleet import BLOCKS, ILO_USER, XEN_USER, RebootFleet, RebootLabSpec
 from lab.machines.fleet import start_reboot_lab as start_fleet
@@ -34,7 +35,26 @@ from tests.helpers import free_port
 from tests.ipmi_lab import IPMI_USER
 from tests.ssh_lab import KeyPair, SshLab
 
-__all__ = ["RebootLab", "save_blocks", "save_ipmi_block", "start_reboot_lab", "unreachable_pdu"]
+__all__ = [
+    "FAST",
+    "RebootLab",
+    "result_of",
+    "save_blocks",
+    "save_ipmi_block",
+    "start_reboot_lab",
+    "unreachable_pdu",
+]
+
+
+# Deadlines sized for the lab: machines go down in a fraction of a second.
+FAST = ChainDeadlines(down_s=3.0, up_s=8.0, poll_s=0.1, method_s=5.0)
+
+
+def result_of(state: Any) -> RebootResult:
+    """The RebootResult a reboot flow's final state carries (whatever the state)."""
+    result = state.result(raise_on_failure=False, _sync=True)
+    assert isinstance(result, RebootResult), result
+    return result
 
 
 @dataclass

@@ -25,6 +25,7 @@ Faults: ``lab.sshd.set_faults(name, SshFaults(...))`` for the host's tools,
 from __future__ import annotations
 
 import getpass
+import logging
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -151,3 +152,15 @@ def ssh_lab_fixture(tmp_path: Path) -> Iterator[SshLab]:
     """Two lab machines with sshd hosts (``m2.lab.test`` is a Windows host)."""
     with start_ssh_lab(tmp_path / "ssh-lab", count=2, windows=["m2.lab.test"]) as lab:
         yield lab
+
+
+@pytest.fixture(name="captured")
+def captured_fixture(caplog: pytest.LogCaptureFixture) -> Iterator[pytest.LogCaptureFixture]:
+    """Every log record at DEBUG, including Prefect's own loggers (they do not propagate)."""
+    caplog.set_level(logging.DEBUG)
+    prefect_logger = logging.getLogger("prefect")
+    prefect_logger.addHandler(caplog.handler)
+    try:
+        yield caplog
+    finally:
+        prefect_logger.removeHandler(caplog.handler)

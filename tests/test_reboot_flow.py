@@ -33,10 +33,12 @@ from flows.reboot import (
     reboot_flow,
     ssh_reboot_flow,
 )
-from flows.reboot_chain import ChainDeadlines, RebootResult
+from flows.reboot_chain import RebootResult
 from lab.machines import MachineFaults
 from tests.reboot_lab import (
+    FAST,
     RebootLab,
+    result_of,
     save_blocks,
     save_ipmi_block,
     start_reboot_lab,
@@ -51,7 +53,6 @@ pytestmark = [
     ),
 ]
 
-FAST = ChainDeadlines(down_s=3.0, up_s=8.0, poll_s=0.1, method_s=5.0)
 runner = CliRunner()
 
 
@@ -89,12 +90,6 @@ def _broken(lab: RebootLab, name: str, *, pdu_ok: bool = False) -> None:
     )
 
 
-def _result(state) -> RebootResult:
-    result = state.result(raise_on_failure=False, _sync=True)
-    assert isinstance(result, RebootResult), result
-    return result
-
-
 async def test_chain_escalates_until_a_method_really_reboots(blocks: RebootLab) -> None:
     lab, name = blocks, "m1.lab.test"
     _broken(lab, name, pdu_ok=True)  # bad SSH key, wrong IPMI password, PDU fine
@@ -103,7 +98,7 @@ async def test_chain_escalates_until_a_method_really_reboots(blocks: RebootLab) 
         name, deadlines=FAST, inventory_block=lab.inventory_block, return_state=True
     )
     assert state.is_completed(), state.message
-    result = _result(state)
+    result = result_of(state)
     assert result.rebooted and result.method == "snmp"
     assert [(a.method, a.outcome.value) for a in result.attempts] == [
         ("ssh", "failed"),
@@ -129,7 +124,7 @@ async def test_a_method_that_does_not_take_the_machine_down_counts_as_failed(
         )
     finally:
         lab.ssh.lab.set_faults(name, MachineFaults())
-    result = _result(state)
+    result = result_of(state)
     assert [(a.method, a.outcome.value) for a in result.attempts] == [
         ("ssh", "did-not-go-down"),
         ("ipmi-reset", "rebooted"),
@@ -149,7 +144,7 @@ async def test_all_methods_failing_files_one_bug_then_comments(
         return_state=True,
     )  # fmt: skip
     assert first.is_failed()
-    result = _result(first)
+    result = result_of(first)
     assert [a.outcome.value for a in result.attempts] == ["failed"] * 4
     bugs = lab.bugzilla.bugs()
     mine = [b for b in bugs if name in b["summary"]]
@@ -162,7 +157,7 @@ async def test_all_methods_failing_files_one_bug_then_comments(
     second = await reboot_flow(
         name, deadlines=FAST, inventory_block=lab.inventory_block, return_state=True
     )
-    assert second.is_failed() and _result(second).bug_url == result.bug_url
+    assert second.is_failed() and result_of(second).bug_url == result.bug_url
     assert len([b for b in lab.bugzilla.bugs() if name in b["summary"]]) == 1
     assert len(lab.bugzilla.comments(mine[0]["id"])) == 2
     for secret in lab.secrets:
@@ -210,7 +205,7 @@ async def test_stop_request_stops_the_chain_between_methods(blocks: RebootLab) -
     finally:
         lab.ssh.lab.set_faults(name, MachineFaults())
     assert state.is_cancelled(), state
-    result = _result(state)
+    result = result_of(state)
     assert [a.method for a in result.attempts] == ["ssh"]  # ipmi never ran
     assert result.stopped and "stop requested" in result.stopped
     events = [e["source"] for e in lab.snapshot(name)["events"]]
@@ -241,7 +236,7 @@ async def _two(a: str, b: str, inventory_block: str) -> list[RebootResult]:
             for m in (a, b)
         )
     )  # fmt: skip
-    return [_result(s) for s in states]
+    return [result_of(s) for s in states]
 
 
 async def test_two_reboots_of_one_machine_never_overlap_and_history_shows_them(
@@ -307,7 +302,7 @@ async def test_reboots_of_different_machines_run_together(blocks: RebootLab) -> 
         )  # fmt: skip
         m7_still_busy = not busy.done()
         await asyncio.to_thread(machines.act, "m7.lab.test", "reset")
-        return _result(await busy), _result(other), m7_still_busy
+        return result_of(await busy), result_of(other), m7_still_busy
 
     machines.set_faults("m7.lab.test", MachineFaults(ignore_sources={"ssh"}))
     try:
@@ -343,7 +338,7 @@ async def test_a_missing_block_fails_that_method_only(blocks: RebootLab) -> None
     state = await reboot_flow(
         name, deadlines=FAST, inventory_block=lab.inventory_block, return_state=True
     )
-    result = _result(state)
+    result = result_of(state)
     assert state.is_completed() and result.method == "ipmi-reset"
     assert result.attempts[0].outcome.value == "failed"
     assert "no-such-block" in (result.attempts[0].error or "")

@@ -27,9 +27,9 @@ from clients.errors import PreconditionError
 from clients.inventory import Inventory
 from deployments.cli import app
 from flows.reboot import chain, ilo_reboot_flow, reboot_flow
-from flows.reboot_chain import ChainDeadlines, RebootMethod, RebootResult, attempts_key
+from flows.reboot_chain import RebootMethod, attempts_key
 from lab.machines.sshd import SshFaults
-from tests.reboot_lab import RebootLab, save_blocks, start_reboot_lab
+from tests.reboot_lab import FAST, RebootLab, result_of, save_blocks, start_reboot_lab
 from tests.test_lease import RELEASE, entered, hold_until_released, running_runs
 
 pytestmark = [
@@ -40,7 +40,6 @@ pytestmark = [
     ),
 ]
 
-FAST = ChainDeadlines(down_s=3.0, up_s=8.0, poll_s=0.1, method_s=5.0)
 SSH_THEN_IPMI = [RebootMethod.SSH, RebootMethod.IPMI_RESET]
 runner = CliRunner()
 
@@ -55,12 +54,6 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RebootLab]:
 async def blocks(lab: RebootLab, tmp_path: Path) -> RebootLab:
     await save_blocks(lab, tmp_path)
     return lab
-
-
-def _result(state: State) -> RebootResult:
-    result = state.result(raise_on_failure=False, _sync=True)
-    assert isinstance(result, RebootResult), result
-    return result
 
 
 def _run_id(state: State) -> str:
@@ -180,7 +173,7 @@ async def test_a_waiting_chain_is_in_the_history_busy_names_the_holder_and_cance
         RELEASE[name].set()
         await holder
     assert stopped.is_cancelled(), stopped
-    result = _result(stopped)
+    result = result_of(stopped)
     assert result.attempts == [] and not result.rebooted
     assert "stop requested (rackflow cancel) while waiting" in (result.stopped or "")
     assert len(lab.snapshot(name)["events"]) == events_before  # nothing was done to it
@@ -217,7 +210,7 @@ async def test_without_icmp_the_chain_watches_the_ssh_port_or_refuses_up_front(
     cycles = lab.snapshot(name)["cycles"]
     state = await reboot_without_icmp(name, lab.inventory_block, return_state=True)
     assert state.is_completed(), state.message
-    result = _result(state)
+    result = result_of(state)
     assert [(a.method, a.outcome.value) for a in result.attempts] == [("ipmi-reset", "rebooted")]
     assert lab.snapshot(name)["cycles"] == cycles + 1
 
@@ -255,7 +248,7 @@ async def test_each_method_call_is_bounded_and_ssh_commands_get_command_s(
         )  # fmt: skip
     finally:
         lab.fleet.sshd.set_faults(name, SshFaults())
-    first, second = _result(by_command), _result(by_budget)
+    first, second = result_of(by_command), result_of(by_budget)
     assert [(a.method, a.outcome.value) for a in first.attempts] == [
         ("ssh", "failed"),
         ("ipmi-reset", "rebooted"),

@@ -7,9 +7,8 @@ unknown, the Windows form ``shutdown /r /t 0`` comes last.
 
 from __future__ import annotations
 
-import logging
 import threading
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -20,7 +19,12 @@ from lab.machines.sshd import SshFaults
 from tasks.ping import wait_for_reachability
 from tasks.ssh import ssh_reboot
 from tests.helpers import wait_until
-from tests.ssh_lab import SshLab, ssh_lab_fixture, start_ssh_lab  # noqa: F401 (fixture)
+from tests.ssh_lab import (  # noqa: F401 (fixtures)
+    SshLab,
+    captured_fixture,
+    ssh_lab_fixture,
+    start_ssh_lab,
+)
 
 M1, WIN = "m1.lab.test", "m2.lab.test"
 BLOCK = "ssh-fallback-lab"
@@ -31,18 +35,6 @@ async def lab(prefect_harness: None, tmp_path: Path) -> AsyncIterator[SshLab]:
     with start_ssh_lab(tmp_path, count=2, windows=[WIN], subnet="127.78.24.0/24") as running:
         await running.save_credentials(BLOCK)
         yield running
-
-
-@pytest.fixture
-def captured(caplog: pytest.LogCaptureFixture) -> Iterator[pytest.LogCaptureFixture]:
-    """Every log record at DEBUG, including Prefect's own loggers (they do not propagate)."""
-    caplog.set_level(logging.DEBUG)
-    prefect_logger = logging.getLogger("prefect")
-    prefect_logger.addHandler(caplog.handler)
-    try:
-        yield caplog
-    finally:
-        prefect_logger.removeHandler(caplog.handler)
 
 
 @flow
