@@ -141,24 +141,6 @@ async def test_rollout_halts_after_max_failures(env_factory):
     assert env.in_maintenance() == set()
 
 
-async def test_host_that_never_returns_stays_in_maintenance_and_is_reported(env_factory):
-    # one host per cluster: the dead host keeps its cluster's only maintenance slot
-    env = await env_factory(count=2, faults={0: faults(host_never_returns=True)}, cluster_size=1)
-    bad, good = env.tags
-    state, summary = await _rollout(
-        env,
-        env.tags,
-        max_failures=2,
-        deadlines=FAST.model_copy(update={"host_back_s": 4.0}),
-    )
-    assert state.is_failed()
-    rows = _rows(summary)
-    assert rows[(bad, "bios")].result == "failed"
-    assert rows[(good, "bios")].result == "updated"
-    assert env.in_maintenance() == {env.host_of[bad]}  # on purpose, and recorded:
-    assert env.record(bad).attributes["pending:maintenance"]["host"] == env.host_of[bad]
-
-
 async def test_immediate_apply_time_lets_the_idrac_reboot(env_factory):
     env = await env_factory(count=1, vcenter=False)
     tag = env.tags[0]

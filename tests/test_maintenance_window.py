@@ -86,7 +86,7 @@ async def test_a_crashed_runs_note_makes_the_host_rackflows_to_take_out(env_fact
     assert "pending:maintenance" not in env.record(tag).attributes
 
 
-async def test_a_host_that_never_returns_is_named_in_its_row(env_factory):
+async def test_host_that_never_returns_stays_in_maintenance_and_is_reported(env_factory):
     # one host per cluster: the dead host keeps its cluster's only maintenance slot
     env = await env_factory(count=2, faults={0: faults(host_never_returns=True)}, cluster_size=1)
     bad, good = env.tags
@@ -107,6 +107,7 @@ async def test_a_host_that_never_returns_is_named_in_its_row(env_factory):
         "did NOT come back: left in maintenance mode on purpose; fix the server, then re-run"
     )
     assert f"{bad} bios: " in reported.message  # the original reason follows
+    assert head in (state.message or "")  # and the run's state says it too
     assert "not done after" in reported.message
     assert rows[(good, "bios")].result == "updated"
     assert NOT_BACK not in rows[(good, "bios")].message
