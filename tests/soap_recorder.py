@@ -12,12 +12,12 @@ import select
 import socket
 import ssl
 import threading
-from types import TracebackType
 
+from clients.closing import Closing
 from lab.vcsim import Vcsim
 
 
-class SoapRecorder:
+class SoapRecorder(Closing):
     """Forward TLS connections to a running :class:`Vcsim`; record the client's bytes.
 
     Args:
@@ -114,14 +114,3 @@ class SoapRecorder:
         """Stop accepting connections."""
         self._closing.set()
         self._listener.close()
-
-    def __enter__(self) -> SoapRecorder:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
