@@ -22,7 +22,6 @@ from prefect.concurrency.asyncio import concurrency
 
 from clients.errors import DeadlineExceeded, RackflowError
 from clients.inventory import ServerRecord
-from clients.vsphere import MaintenanceOptions
 from flows.rollout import ComponentResult, RolloutOptions, run_id
 from tasks.firmware_finish import wait_for_server
 from tasks.lease import safe_limit_name
@@ -39,7 +38,6 @@ __all__ = [
     "MaintenanceWindow",
     "cluster_lease",
     "host_is_back",
-    "maintenance_options",
     "maintenance_window",
     "name_hosts_left",
 ]
@@ -90,11 +88,6 @@ class MaintenanceWindow:
 
     def __bool__(self) -> bool:
         return self.opened
-
-
-def maintenance_options(opts: RolloutOptions) -> MaintenanceOptions:
-    """The run's evacuation options (vCenter's defaults unless the run sets them)."""
-    return opts.maintenance
 
 
 async def host_is_back(server: ServerRecord, opts: RolloutOptions) -> bool:
@@ -236,7 +229,7 @@ async def _open(
                 opts.vcenter_block,
                 opts.max_unavailable_per_cluster,
                 d.maintenance_enter_s,
-                maintenance_options(opts),
+                opts.maintenance,
             )
     except BaseException:
         # Refused, failed or timed out: whatever vCenter did half-way is undone
